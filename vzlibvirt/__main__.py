@@ -1,0 +1,7 @@
+"""`python -m vzlibvirt`: what the hook shims exec."""
+
+import sys
+
+from vzlibvirt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,162 @@
+"""Host configuration: TOML at /etc/vzlibvirt/vzlibvirt.toml or $VZLIBVIRT_CONFIG.
+
+A missing file means all defaults; unknown keys and wrong types are errors that name the
+key, because a typo silently ignored would wire guests in a way nobody asked for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vzlibvirt.addresses import AddressError, parse_ifname
+from vzlibvirt.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/vzlibvirt/vzlibvirt.toml")
+ENV_VAR = "VZLIBVIRT_CONFIG"
+
+
+@dataclass(frozen=True)
+class RoutedConfig:
+    gateway4: ipaddress.IPv4Address = ipaddress.IPv4Address("169.254.0.1")
+    gateway6: ipaddress.IPv6Address = ipaddress.IPv6Address("fe80::1")
+    neighbour_devs: str | tuple[str, ...] = "detect"
+    announce: bool = True
+    conflict_probe: bool = True
+    probe_timeout_ms: int = 200
+
+
+@dataclass(frozen=True)
+class BridgedConfig:
+    bridge: str = "br0"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path = Path("/run/vzlibvirt")
+
+
+@dataclass(frozen=True)
+class Config:
+    routed: RoutedConfig = field(default_factory=RoutedConfig)
+    bridged: BridgedConfig = field(default_factory=BridgedConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    path: Path | None = None
+
+    @property
+    def gateways(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv6Address]:
+        return (self.routed.gateway4, self.routed.gateway6)
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the config; a missing file means defaults."""
+    path = path or config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config(path=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    import tomllib  # ~20 ms: only when there is a file to read
+
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    where = f"config {path}" if path else "config"
+    sections = {"routed": _routed, "bridged": _bridged, "state": _state}
+    for key in data:
+        if key not in sections:
+            raise ConfigError(f"{where}: unknown section or key '{key}'")
+    built: dict[str, Any] = {}
+    for name, builder in sections.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: '{name}' must be a table")
+        try:
+            built[name] = builder(section, name)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return Config(path=path, **built)
+
+
+def _check_keys(section: dict[str, Any], name: str, cls: type) -> None:
+    known = {f.name for f in fields(cls)}
+    for key in section:
+        if key not in known:
+            raise ValueError(f"unknown key '{name}.{key}'")
+
+
+def _typed(section: dict[str, Any], name: str, key: str, kind: type) -> Any:
+    value = section[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ValueError(f"'{name}.{key}' must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _routed(section: dict[str, Any], name: str) -> RoutedConfig:
+    _check_keys(section, name, RoutedConfig)
+    kw: dict[str, Any] = {}
+    for key, version in (("gateway4", 4), ("gateway6", 6)):
+        if key in section:
+            text = _typed(section, name, key, str)
+            try:
+                ip = ipaddress.ip_address(text)
+            except ValueError:
+                raise ValueError(f"'{name}.{key}' is not an IP address: {text!r}") from None
+            if ip.version != version or ip.is_multicast or ip.is_unspecified:
+                raise ValueError(f"'{name}.{key}' must be a unicast IPv{version} address")
+            kw[key] = ip
+    if "neighbour_devs" in section:
+        kw["neighbour_devs"] = _neighbour_devs(section["neighbour_devs"], name)
+    for key in ("announce", "conflict_probe"):
+        if key in section:
+            kw[key] = _typed(section, name, key, bool)
+    if "probe_timeout_ms" in section:
+        ms = _typed(section, name, "probe_timeout_ms", int)
+        if not 1 <= ms <= 10_000:
+            raise ValueError(f"'{name}.probe_timeout_ms' must be between 1 and 10000")
+        kw["probe_timeout_ms"] = ms
+    return RoutedConfig(**kw)
+
+
+def _neighbour_devs(value: Any, name: str) -> str | tuple[str, ...]:
+    if value in ("detect", "all"):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        try:
+            return tuple(parse_ifname(v, "neighbour device") for v in value)
+        except AddressError as exc:
+            raise ValueError(f"'{name}.neighbour_devs': {exc}") from None
+    raise ValueError(f"'{name}.neighbour_devs' must be \"detect\", \"all\" or a list of names")
+
+
+def _bridged(section: dict[str, Any], name: str) -> BridgedConfig:
+    _check_keys(section, name, BridgedConfig)
+    if "bridge" not in section:
+        return BridgedConfig()
+    try:
+        return BridgedConfig(bridge=parse_ifname(_typed(section, name, "bridge", str), "bridge"))
+    except AddressError as exc:
+        raise ValueError(f"'{name}.bridge': {exc}") from None
+
+
+def _state(section: dict[str, Any], name: str) -> StateConfig:
+    _check_keys(section, name, StateConfig)
+    if "dir" not in section:
+        return StateConfig()
+    path = Path(_typed(section, name, "dir", str))
+    if not path.is_absolute():
+        raise ValueError(f"'{name}.dir' must be an absolute path")
+    return StateConfig(dir=path)

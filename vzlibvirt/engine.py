@@ -1,0 +1,195 @@
+"""Wire and unwire a domain: ordering, the state record, rollback and removal.
+
+Callable from the hook process and from a long-lived process alike: it takes a parsed
+Domain, the Config, a StateStore and an open Netlink, and holds the host-wide lock for
+the duration of one change.
+
+Crash consistency comes from writing the record ahead of the kernel: before any entry is
+added, the record already lists it as ours, so a process killed at any step leaves a
+record from which the next wire (re-add what is missing) or unwire (remove what is
+there) reaches exactly the desired state. Entries that were on the host before us are
+recorded as not ours and never removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from vzlibvirt import faults
+from vzlibvirt.config import Config
+from vzlibvirt.entries import Entry
+from vzlibvirt.errors import ConflictError, HostError, VzError
+from vzlibvirt.model import Domain
+from vzlibvirt.netlink import Netlink, error_text
+from vzlibvirt.state import AppliedEntry, DomainRecord, InterfaceRecord, StateStore
+from vzlibvirt.wiring import WireContext, load_plugins, plugin_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one wire/unwire changed, for logs, `reconcile` reports and tests."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def check_claims(domain: Domain, store: StateStore) -> None:
+    """Refuse IPs that another wired domain holds (state index only: no netlink)."""
+    key = domain.key
+    for iface in domain.managed_interfaces:
+        for gip in iface.ips:
+            owner = store.claim_owner(str(gip.address))
+            if owner is not None and owner.key != key:
+                raise ConflictError(
+                    f"IP {gip.address} is already routed to running domain '{owner.name}'",
+                    mac=iface.label,
+                )
+
+
+def wire(domain: Domain, config: Config, store: StateStore, nl: Netlink) -> Outcome:
+    load_plugins()
+    with store.locked():
+        return _Wiring(domain, config, store, nl).run()
+
+
+def unwire(key: str, store: StateStore, nl: Netlink) -> Outcome:
+    load_plugins()
+    with store.locked():
+        return _unwire_locked(key, store, nl)
+
+
+class _Wiring:
+    def __init__(self, domain, config, store, nl):
+        self.domain: Domain = domain
+        self.store: StateStore = store
+        self.nl: Netlink = nl
+        self.ctx = WireContext(domain, config, nl, store)
+        self.outcome = Outcome()
+
+    def run(self) -> Outcome:
+        domain = self.domain
+        check_claims(domain, self.store)
+        previous = self.store.load(domain.key)
+        prev_by_mac = {i.mac: i for i in previous.interfaces} if previous else {}
+        prev_owned = {e.identity for e in previous.owned_entries()} if previous else set()
+
+        record = DomainRecord(key=domain.key, name=domain.name, uuid=domain.uuid or "",
+                              driver=domain.driver.value, phase="wiring")
+        pending: list[tuple[InterfaceRecord, AppliedEntry]] = []
+        for iface in domain.managed_interfaces:
+            plugin = plugin_for(iface)
+            try:
+                irec = plugin.resolve(self.ctx, iface, prev_by_mac.get(iface.mac or ""))
+                for entry in plugin.entries(self.ctx, iface, irec):
+                    owned = entry.identity in prev_owned or not entry.present(self.nl)
+                    applied = AppliedEntry(entry, owned)
+                    irec.entries.append(applied)
+                    pending.append((irec, applied))
+            except VzError as exc:
+                raise exc.with_context(mac=iface.label) from None
+            record.interfaces.append(irec)
+
+        desired = {a.entry.identity for _, a in pending}
+        stale = [e for e in (previous.owned_entries() if previous else [])
+                 if e.identity not in desired]
+
+        # Write ahead: the record names every entry we are about to create.
+        faults.checkpoint("write-ahead")
+        for ip in record.ips():
+            self.store.claim(ip, domain.key, domain.name)
+        self.store.save(record)
+
+        done: list[tuple[Entry, object]] = []
+        try:
+            for irec, applied in pending:
+                if not applied.owned:
+                    continue
+                entry = applied.entry
+                faults.checkpoint(f"add {entry.describe()}")
+                snap = entry.snapshot()
+                try:
+                    created = entry.add(self.nl)
+                except VzError:
+                    raise
+                except Exception as exc:  # netlink / OS errors become one-line refusals
+                    raise HostError(f"cannot add {entry.describe()}: {error_text(exc)}",
+                                    mac=irec.mac) from None
+                if created:
+                    done.append((entry, snap))
+                    self.outcome.added.append(entry.describe())
+        except BaseException as exc:
+            self._rollback(done, previous, record)
+            if isinstance(exc, VzError):
+                raise exc.with_context(domain=domain.name) from None
+            raise
+
+        for entry in reversed(stale):
+            faults.checkpoint(f"remove stale {entry.describe()}")
+            if _remove_quietly(entry, self.nl):
+                self.outcome.removed.append(entry.describe())
+        if previous is not None:
+            for ip in set(previous.ips()) - set(record.ips()):
+                self.store.release(ip, domain.key)
+
+        record.phase = "wired"
+        faults.checkpoint("commit")
+        self.store.save(record)
+        for iface, irec in zip(domain.managed_interfaces, record.interfaces, strict=True):
+            plugin_for(iface).after_wire(self.ctx, iface, irec)
+        for line in self.outcome.added:
+            log.info("%s: added %s", domain.name, line)
+        return self.outcome
+
+    def _rollback(self, done, previous: DomainRecord | None, record: DomainRecord) -> None:
+        """Undo what this call created, newest first, and put the old record back."""
+        for entry, snap in reversed(done):
+            try:
+                entry.restore(self.nl, snap)
+            except Exception as exc:  # keep undoing the rest
+                log.error("rollback of %s failed: %s", entry.describe(), error_text(exc))
+        if previous is not None:
+            self.store.save(previous)
+            keep = set(previous.ips())
+        else:
+            self.store.delete(record.key)
+            keep = set()
+        for ip in set(record.ips()) - keep:
+            self.store.release(ip, record.key)
+
+
+def _remove_quietly(entry: Entry, nl: Netlink) -> bool:
+    try:
+        return entry.revertible and entry.remove(nl)
+    except Exception as exc:
+        log.warning("removing %s failed: %s", entry.describe(), error_text(exc))
+        return False
+
+
+def _unwire_locked(key: str, store: StateStore, nl: Netlink) -> Outcome:
+    outcome = Outcome()
+    record = store.load(key)
+    if record is None:
+        return outcome
+    failures = []
+    for entry in reversed(record.owned_entries()):
+        if not entry.revertible:
+            continue
+        faults.checkpoint(f"remove {entry.describe()}")
+        try:
+            if entry.remove(nl):
+                outcome.removed.append(entry.describe())
+        except Exception as exc:
+            failures.append(f"{entry.describe()}: {error_text(exc)}")
+    if failures:
+        raise HostError(f"could not remove {len(failures)} entries: {failures[0]}",
+                        domain=record.name)
+    faults.checkpoint("forget")
+    store.delete(key)
+    for ip in record.ips():
+        store.release(ip, key)
+    for line in outcome.removed:
+        log.info("%s: removed %s", record.name, line)
+    return outcome

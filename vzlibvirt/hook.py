@@ -1,0 +1,201 @@
+"""`vzlibvirt hook DRIVER OBJECT OPERATION SUBOP EXTRA`: what libvirt's hooks call.
+
+libvirt runs the hook synchronously while it holds the domain's job, five times per
+guest life, so each operation does the least it can: `prepare` validates without
+netlink, `start` wires (the host device exists from then on), `started` only checks the
+record, `stopped`/`release` remove what the record lists, and operations with nothing to
+do return before lxml or pyroute2 are imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import sys
+from typing import BinaryIO
+
+from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
+
+log = logging.getLogger("vzlibvirt")
+DOMAIN_DRIVERS = ("qemu", "lxc")
+FILTER_OPS = ("migrate", "restore")  # XML filters: the XML goes back unchanged
+# libvirt formats <uuid> as the second child of <domain>, before any metadata
+_QUICK_UUID = re.compile(rb"^\s*<domain\b[^>]*>\s*<name>[^<]*</name>\s*<uuid>\s*"
+                         rb"([0-9a-fA-F-]{32,36})\s*</uuid>")
+
+
+def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> int:
+    """Entry point; never lets a traceback escape (libvirt shows stderr to the user)."""
+    if len(argv) < 3:
+        print("usage: vzlibvirt hook DRIVER OBJECT OPERATION [SUBOP [EXTRA]]", file=sys.stderr)
+        return EXIT_USAGE
+    driver, obj, op = argv[0], argv[1], argv[2]
+    stdin = stdin if stdin is not None else sys.stdin.buffer
+    stdout = stdout if stdout is not None else sys.stdout.buffer
+    if driver not in (*DOMAIN_DRIVERS, "network"):
+        print(f"vzlibvirt: unknown hook driver {driver!r} (qemu, lxc or network)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging()
+    try:
+        if driver == "network":
+            from vzlibvirt.network_hook import run_network_hook
+
+            return run_network_hook(obj, op, _read(stdin))
+        return DomainHook(driver, obj, op, stdin, stdout).run()
+    except VzError as exc:
+        print(exc.with_context(domain=obj if driver != "network" else None).line(),
+              file=sys.stderr)
+        return EXIT_REFUSED
+    except Exception as exc:  # the one line, never a traceback
+        log.debug("internal error", exc_info=True)
+        print(VzError(f"internal error: {type(exc).__name__}: {exc}", domain=obj).line(),
+              file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="vzlibvirt: %(message)s")
+
+
+def _read(stdin: BinaryIO) -> bytes:
+    from vzlibvirt.domain_xml import MAX_XML_BYTES
+
+    data = stdin.read(MAX_XML_BYTES + 1)
+    if len(data) > MAX_XML_BYTES:
+        raise VzError(f"XML input is larger than {MAX_XML_BYTES} bytes")
+    return data
+
+
+class DomainHook:
+    def __init__(self, driver: str, name: str, op: str, stdin: BinaryIO, stdout: BinaryIO):
+        self.driver = driver
+        self.name = name
+        self.op = op
+        self.stdin = stdin
+        self.stdout = stdout
+        self._config = None
+
+    def run(self) -> int:
+        handler = {
+            "prepare": self.prepare,
+            "start": self.start,
+            "started": self.started,
+            "reconnect": self.reconnect,
+            "stopped": self.stop,
+            "release": self.stop,
+        }.get(self.op)
+        if self.op in FILTER_OPS:
+            self.stdout.write(_read(self.stdin))
+            self.stdout.flush()
+            return EXIT_OK
+        if handler is None:
+            return EXIT_OK
+        handler(_read(self.stdin))
+        return EXIT_OK
+
+    @property
+    def config(self):
+        if self._config is None:
+            from vzlibvirt.config import load_config
+
+            self._config = load_config()
+        return self._config
+
+    def store(self):
+        from vzlibvirt.state import StateStore
+
+        return StateStore(self.config.state.dir)
+
+    def parse(self, data: bytes):
+        from vzlibvirt.domain_xml import parse_domain
+        from vzlibvirt.model import Driver
+
+        return parse_domain(data, driver=Driver(self.driver), gateways=self.config.gateways,
+                            require_uuid=True)
+
+    # operations
+    def prepare(self, data: bytes) -> None:
+        from vzlibvirt.engine import check_claims
+
+        domain = self.parse(data)
+        if domain.managed_interfaces:
+            check_claims(domain, self.store())
+            from vzlibvirt.bridged_checks import check_bridges_exist
+
+            check_bridges_exist(domain, self.config)
+
+    def start(self, data: bytes) -> None:
+        domain = self.parse(data)
+        if not domain.managed_interfaces:
+            return
+        if not all(_device_exists(i.host_dev) for i in _host_side(domain)):
+            return  # not there yet: `started` wires
+        self._wire(domain)
+
+    def started(self, data: bytes) -> None:
+        key = self._quick_key(data)
+        if key is not None:
+            record = self.store().load(key)
+            if record is not None and record.phase == "wired" and all(
+                _ifindex(i.host_dev) == i.ifindex for i in record.interfaces
+            ):
+                return  # wired at `start`, devices unchanged
+        domain = self.parse(data)
+        if domain.managed_interfaces:
+            self._wire(domain)
+
+    def reconnect(self, data: bytes) -> None:
+        domain = self.parse(data)
+        if domain.managed_interfaces or self.store().load(domain.key) is not None:
+            self._wire(domain)
+
+    def stop(self, data: bytes) -> None:
+        key = self._quick_key(data) or self.parse(data).key
+        store = self.store()
+        if not store.path(key).exists():
+            return
+        from vzlibvirt.engine import unwire
+        from vzlibvirt.netlink import Netlink
+
+        with Netlink() as nl:
+            unwire(key, store, nl)
+
+    def _wire(self, domain) -> None:
+        from vzlibvirt.engine import wire
+        from vzlibvirt.netlink import Netlink
+
+        with Netlink() as nl:
+            wire(domain, self.config, self.store(), nl)
+
+    def _quick_key(self, data: bytes) -> str | None:
+        """The state key without lxml: libvirt's own formatting puts <uuid> up front."""
+        m = _QUICK_UUID.match(data[:4096])
+        if m is None:
+            return None
+        import uuid
+
+        try:
+            return f"{self.driver}-{uuid.UUID(m.group(1).decode())}"
+        except ValueError:
+            return None
+
+
+def _host_side(domain):
+    """Interfaces whose host-side device we act on (not those libvirt plugs itself)."""
+    return [i for i in domain.managed_interfaces if not i.plugged_by_libvirt]
+
+
+def _device_exists(name: str | None) -> bool:
+    return _ifindex(name) is not None
+
+
+def _ifindex(name: str | None) -> int | None:
+    if not name:
+        return None
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None

@@ -1,0 +1,232 @@
+"""The thin netlink layer: the only module that imports pyroute2.
+
+Every call is a single targeted request (a create with NLM_F_EXCL, a get of one entry),
+never a dump of a whole table, so a call costs the same with 1 or 1,000 guests on the
+host. `import pyroute2` costs ~170 ms, so nothing imports this module until a path
+really has netlink work to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+RTPROT_VZLIBVIRT = 247  # our routes carry this protocol, so `ip route show proto 247` finds them
+NTF_PROXY = 0x08
+NUD_PERMANENT = 0x80
+RT_SCOPE_LINK = 253
+IFA_F_NODAD = 0x02
+AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+_GONE = (errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL)
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    up: bool
+    mac: str | None
+    mtu: int
+    master: int | None
+    kind: str | None
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """The answer of a route lookup for one address."""
+
+    oif: int | None
+    dst_len: int
+    gateway: str | None
+    table: int
+    protocol: int
+    type: int
+
+
+class Netlink:
+    """One rtnetlink socket with the handful of operations the engine needs."""
+
+    def __init__(self) -> None:
+        self.ipr = IPRoute()
+
+    def close(self) -> None:
+        self.ipr.close()
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # links
+    def link(self, name: str) -> Link | None:
+        try:
+            msgs = self.ipr.link("get", ifname=name)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return None
+            raise
+        return _link(msgs[0])
+
+    def link_by_index(self, index: int) -> Link | None:
+        try:
+            msgs = self.ipr.link("get", index=index)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return None
+            raise
+        return _link(msgs[0])
+
+    def links(self) -> list[Link]:
+        return [_link(m) for m in self.ipr.get_links()]
+
+    def set_up(self, index: int) -> None:
+        self.ipr.link("set", index=index, state="up")
+
+    def set_down(self, index: int) -> None:
+        self.ipr.link("set", index=index, state="down")
+
+    # addresses
+    def addr_add(self, index: int, address: str, prefixlen: int, family: int) -> bool:
+        """Add an address; False when it was already there (EEXIST)."""
+        kw = {"scope": RT_SCOPE_LINK}
+        if family == 6:
+            kw["flags"] = IFA_F_NODAD
+        return _created(lambda: self.ipr.addr("add", index=index, address=address,
+                                              prefixlen=prefixlen, **kw))
+
+    def addr_del(self, index: int, address: str, prefixlen: int) -> bool:
+        return _removed(lambda: self.ipr.addr("del", index=index, address=address,
+                                              prefixlen=prefixlen))
+
+    def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
+        family = AF[6 if ":" in address else 4]
+        for msg in self.ipr.get_addr(index=index, family=family):
+            if msg.get_attr("IFA_ADDRESS") == address and msg["prefixlen"] == prefixlen:
+                return True
+        return False
+
+    def addresses(self, family: int | None = None) -> list[tuple[int, str, int, int]]:
+        """(ifindex, address, prefixlen, scope) of every address: used by rare paths only."""
+        kw = {"family": AF[family]} if family else {}
+        return [(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
+                for m in self.ipr.get_addr(**kw)]
+
+    # routes
+    def route_add(self, dst: str, prefixlen: int, oif: int) -> bool:
+        return _created(lambda: self.ipr.route("add", dst=f"{dst}/{prefixlen}", oif=oif,
+                                               proto=RTPROT_VZLIBVIRT, scope=RT_SCOPE_LINK))
+
+    def route_del(self, dst: str, prefixlen: int, oif: int) -> bool:
+        return _removed(lambda: self.ipr.route("del", dst=f"{dst}/{prefixlen}", oif=oif,
+                                               proto=RTPROT_VZLIBVIRT, scope=RT_SCOPE_LINK))
+
+    def route_get(self, dst: str) -> RouteInfo | None:
+        """The route the kernel would use for `dst` (RTM_GETROUTE, no dump)."""
+        try:
+            msgs = self.ipr.route("get", dst=dst)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, *_GONE):
+                return None
+            raise
+        return _route(msgs[0]) if msgs else None
+
+    def route_match(self, dst: str, prefixlen: int) -> RouteInfo | None:
+        """The FIB entry that matches `dst` (RTM_F_FIB_MATCH): tells an exact /32 apart."""
+        try:
+            msgs = self.ipr.route("get", dst=dst, flags=0x2000)  # RTM_F_FIB_MATCH in rtm_flags
+        except NetlinkError as exc:
+            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, *_GONE):
+                return None
+            raise
+        for msg in msgs:
+            info = _route(msg)
+            if info.dst_len == prefixlen:
+                return info
+        return None
+
+    # proxy neighbours
+    def pneigh_add(self, dst: str, index: int) -> bool:
+        """Add a permanent proxy entry; False when one was already there."""
+        if self.pneigh_present(dst, index):
+            return False
+        family = AF[6 if ":" in dst else 4]
+        self.ipr.neigh("add", dst=dst, ifindex=index, flags=NTF_PROXY, state=NUD_PERMANENT,
+                       family=family)
+        return True
+
+    def pneigh_del(self, dst: str, index: int) -> bool:
+        family = AF[6 if ":" in dst else 4]
+        return _removed(lambda: self.ipr.neigh("del", dst=dst, ifindex=index,
+                                               flags=NTF_PROXY, family=family))
+
+    def pneigh_present(self, dst: str, index: int) -> bool:
+        family = AF[6 if ":" in dst else 4]
+        try:
+            self.ipr.neigh("get", dst=dst, ifindex=index, flags=NTF_PROXY, family=family)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return False
+            raise
+        return True
+
+    def route_present(self, dst: str, prefixlen: int, oif: int) -> bool:
+        info = self.route_match(dst, prefixlen)
+        return info is not None and info.oif == oif
+
+
+def _created(call) -> bool:
+    try:
+        call()
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            return False
+        raise
+    return True
+
+
+def _removed(call) -> bool:
+    try:
+        call()
+    except NetlinkError as exc:
+        if exc.code in _GONE:
+            return False
+        raise
+    return True
+
+
+def _link(msg) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        up=bool(msg["flags"] & 1),
+        mac=msg.get_attr("IFLA_ADDRESS"),
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        master=msg.get_attr("IFLA_MASTER"),
+        kind=kind,
+    )
+
+
+def _route(msg) -> RouteInfo:
+    return RouteInfo(
+        oif=msg.get_attr("RTA_OIF"),
+        dst_len=msg["dst_len"],
+        gateway=msg.get_attr("RTA_GATEWAY"),
+        table=msg.get_attr("RTA_TABLE") or msg["table"],
+        protocol=msg["proto"],
+        type=msg["type"],
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """A short reason for a netlink or OS error, for the one-line refusal."""
+    if isinstance(exc, NetlinkError):
+        return f"{os.strerror(exc.code)} ({errno.errorcode.get(exc.code, '?')})"
+    return str(exc)

@@ -1,0 +1,117 @@
+"""Pure planning: what the host must hold for a routed interface, and the dry-run text.
+
+No I/O here: the inputs are the model, the config and the resolved device names and
+indexes, so every rule can be unit-tested without root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vzlibvirt.config import Config
+from vzlibvirt.entries import (
+    Address,
+    DeviceSysctl,
+    Entry,
+    HostSysctl,
+    LinkUp,
+    ProxyNeighbour,
+    Route,
+)
+from vzlibvirt.model import Domain, Driver, GuestIP, Interface, IPSource, Mode
+
+
+def routed_entries(
+    host_dev: str,
+    ifindex: int,
+    ips: Sequence[GuestIP],
+    neighbours: Sequence[tuple[str, int]],
+    config: Config,
+) -> list[Entry]:
+    """Entries for one routed interface, in the order they are added.
+
+    Settings come first, then the device's own addresses, then routes, and proxy entries
+    last: the LAN is only told about an IP once the host can deliver to it.
+    """
+    has4 = any(ip.version == 4 for ip in ips)
+    has6 = any(ip.version == 6 for ip in ips)
+    dev, idx = host_dev, ifindex
+    out: list[Entry] = []
+    if has4:
+        out.append(HostSysctl("net/ipv4/ip_forward", "1"))
+        for name, nidx in neighbours:
+            out.append(DeviceSysctl(name, nidx, f"net/ipv4/conf/{name}/forwarding", "1"))
+    if has6:
+        out.append(HostSysctl("net/ipv6/conf/all/forwarding", "1"))
+        for name, nidx in neighbours:
+            out.append(DeviceSysctl(name, nidx, f"net/ipv6/conf/{name}/proxy_ndp", "1"))
+    if has4:
+        out += [
+            DeviceSysctl(dev, idx, f"net/ipv4/conf/{dev}/forwarding", "1"),
+            DeviceSysctl(dev, idx, f"net/ipv4/conf/{dev}/proxy_arp", "1"),
+            DeviceSysctl(dev, idx, f"net/ipv4/conf/{dev}/rp_filter", "1"),
+        ]
+    if has6:
+        out += [
+            DeviceSysctl(dev, idx, f"net/ipv6/conf/{dev}/disable_ipv6", "0"),
+            DeviceSysctl(dev, idx, f"net/ipv6/conf/{dev}/accept_ra", "0"),
+            DeviceSysctl(dev, idx, f"net/ipv6/conf/{dev}/forwarding", "1"),
+        ]
+    out.append(LinkUp(dev, idx))
+    if has4:
+        out.append(Address(dev, idx, str(config.routed.gateway4), 32))
+    if has6:
+        out.append(Address(dev, idx, str(config.routed.gateway6), 128))
+    for ip in ips:
+        out.append(Route(dev, idx, str(ip.address), ip.host_prefix))
+    for ip in ips:
+        for name, nidx in neighbours:
+            out.append(ProxyNeighbour(name, nidx, str(ip.address)))
+    return out
+
+
+def bridge_for(iface: Interface, config: Config) -> str:
+    return iface.bridge or config.bridged.bridge
+
+
+def describe_plan(domain: Domain, config: Config) -> list[str]:
+    """The dry-run text of `vzlibvirt plan`: what would be applied, without touching the host."""
+    lines = [f"domain '{domain.name}' ({domain.driver}"
+             + (f", uuid {domain.uuid})" if domain.uuid else ")")]
+    managed = domain.managed_interfaces
+    if not managed:
+        lines.append("  no interface managed by vzlibvirt: nothing to do")
+    nd = config.routed.neighbour_devs
+    neigh = nd if isinstance(nd, str) else ", ".join(nd)
+    for iface in domain.interfaces:
+        dev = iface.host_dev or "(host device named by libvirt at start)"
+        if iface.mode is Mode.ROUTED:
+            lines.append(f"  interface {iface.mac}: routed, host device {dev}")
+            gw = [str(config.routed.gateway4)] if any(i.version == 4 for i in iface.ips) else []
+            gw += [str(config.routed.gateway6)] if any(i.version == 6 for i in iface.ips) else []
+            lines.append(f"    gateway on host device: {', '.join(gw)}")
+            for ip in iface.ips:
+                lines.append(f"    route {ip}/{ip.host_prefix} dev {dev}; proxy neighbour "
+                             f"on {neigh}")
+            if domain.driver is Driver.LXC:
+                if any(i.source is IPSource.VZ for i in iface.ips):
+                    lines.append("    note: <vz:ip> wires only the host side; the container "
+                                 "must configure these addresses itself (use native <ip> "
+                                 "to have libvirt do it)")
+            else:
+                lines.append(f"    guest side (configured by the guest): address/"
+                             f"32 or /128, default via {gw[0] if gw else 'the gateway'}")
+            if config.routed.announce:
+                lines.append("    announce: gratuitous ARP / unsolicited NA after wiring")
+        elif iface.mode is Mode.BRIDGED:
+            who = "libvirt" if iface.plugged_by_libvirt else "vzlibvirt"
+            bridge = iface.bridge or (f"network '{iface.source_network}'"
+                                      if iface.plugged_by_libvirt else bridge_for(iface, config))
+            lines.append(f"  interface {iface.mac}: bridged on {bridge} (plugged by {who}), "
+                         f"host device {dev}, filter {iface.filter}"
+                         + (", isolated" if iface.isolated else ""))
+            for ip in iface.ips:
+                lines.append(f"    allowed IP {ip}")
+        else:
+            lines.append(f"  interface {iface.label}: type {iface.type}, left alone")
+    return lines

@@ -1,0 +1,125 @@
+"""Host-routed mode: the guest's IPs are routed to its own host-side device.
+
+resolve() finds the host device and the neighbour devices (the `neighbour_devs` policy)
+and refuses IPs the host itself owns; entries come from plan.routed_entries; after
+wiring, the neighbour devices announce each IP so the LAN learns it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from vzlibvirt import announce
+from vzlibvirt.errors import ConflictError, VzError
+from vzlibvirt.model import Interface, Mode
+from vzlibvirt.plan import routed_entries
+from vzlibvirt.state import InterfaceRecord
+from vzlibvirt.wiring import InterfaceWiring, WireContext, register
+
+log = logging.getLogger(__name__)
+RTN_LOCAL = 2
+
+
+class RoutedWiring(InterfaceWiring):
+    mode = Mode.ROUTED
+
+    def resolve(self, ctx: WireContext, iface: Interface,
+                previous: InterfaceRecord | None) -> InterfaceRecord:
+        nl = ctx.nl
+        if not iface.host_dev:
+            raise VzError("libvirt named no host device (<target dev>) for this interface")
+        link = nl.link(iface.host_dev)
+        if link is None:
+            raise VzError(f"host device {iface.host_dev} does not exist")
+        guest_ips = [str(ip.address) for ip in iface.ips]
+        for ip in guest_ips:
+            self._refuse_host_owned(ctx, ip, link.index)
+        neighbours = self._neighbours(ctx, iface, link.index, previous)
+        return InterfaceRecord(
+            mac=iface.mac or "", mode=self.mode.value, host_dev=link.name,
+            ifindex=link.index, ips=guest_ips,
+            neighbour_devs=[name for name, _ in neighbours],
+        )
+
+    def entries(self, ctx, iface, record):
+        neighbours = [(name, ctx.nl.link(name).index) for name in record.neighbour_devs]
+        return routed_entries(record.host_dev, record.ifindex, iface.ips, neighbours,
+                              ctx.config)
+
+    def after_wire(self, ctx, iface, record) -> None:
+        if not ctx.config.routed.announce:
+            return
+        for name in record.neighbour_devs:
+            link = ctx.nl.link(name)
+            if link is None or not link.up or not link.mac:
+                continue
+            for ip in record.ips:
+                try:
+                    announce.announce(link.index, link.mac, ip)
+                except OSError as exc:  # an announcement is a courtesy, not a guarantee
+                    log.warning("announcing %s on %s failed: %s", ip, name, exc)
+
+    @staticmethod
+    def _refuse_host_owned(ctx: WireContext, ip: str, own_index: int) -> None:
+        """A local route means the host itself owns the address."""
+        route = ctx.nl.route_get(ip)
+        if route is not None and route.type == RTN_LOCAL:
+            raise ConflictError(f"IP {ip} is an address of this host")
+
+    def _neighbours(self, ctx: WireContext, iface: Interface, own_index: int,
+                    previous: InterfaceRecord | None) -> list[tuple[str, int]]:
+        policy = ctx.config.routed.neighbour_devs
+        nl = ctx.nl
+        if isinstance(policy, tuple):
+            out = []
+            for name in policy:
+                link = nl.link(name)
+                if link is None:
+                    raise VzError(f"neighbour device {name} (routed.neighbour_devs) does not exist")
+                out.append((link.name, link.index))
+            return out
+        if policy == "all":
+            return self._all_neighbours(ctx, own_index)
+        return self._detect(ctx, iface, own_index, previous)
+
+    @staticmethod
+    def _detect(ctx, iface, own_index, previous) -> list[tuple[str, int]]:
+        """The device the host's routing uses to reach each guest IP (connected subnet or
+        default route), looked up before our own /32 exists; a re-wire keeps the devices
+        recorded the first time, since the lookup would now find our own route."""
+        nl = ctx.nl
+        if previous is not None and previous.neighbour_devs:
+            links = [nl.link(n) for n in previous.neighbour_devs]
+            if all(links):
+                return [(link.name, link.index) for link in links]
+        found: dict[str, int] = {}
+        for gip in iface.ips:
+            route = nl.route_get(str(gip.address))
+            if route is None or route.oif is None or route.oif == own_index:
+                continue
+            link = nl.link_by_index(route.oif)
+            if link is not None and link.name != "lo":
+                found.setdefault(link.name, link.index)
+        if not found:
+            raise VzError("no neighbour device found: the host has no route towards "
+                          f"{', '.join(str(i) for i in iface.ips)}; set routed.neighbour_devs")
+        return list(found.items())
+
+    @staticmethod
+    def _all_neighbours(ctx, own_index) -> list[tuple[str, int]]:
+        """Every UP, non-loopback device with a global address that is not a guest device
+        (it holds our gateway address) and not a bridge port."""
+        nl = ctx.nl
+        global_addr = {idx for idx, _a, _p, scope in nl.addresses() if scope == 0}
+        out = []
+        for link in nl.links():
+            if (link.index == own_index or link.name == "lo" or not link.up
+                    or link.master is not None or link.index not in global_addr):
+                continue
+            out.append((link.name, link.index))
+        if not out:
+            raise VzError("no neighbour device found (routed.neighbour_devs = \"all\")")
+        return out
+
+
+register(RoutedWiring())

@@ -1,0 +1,214 @@
+"""The state store: what vzlibvirt applied, per domain, so stop removes exactly that.
+
+Layout under the state dir (default /run/vzlibvirt, so a reboot starts clean):
+  domains/<driver>-<uuid>.json   one record per wired domain, written atomically
+  ips/<ip>                       which domain holds a guest IP (O(1) conflict checks)
+  lock                           host-wide flock around every change
+Each write goes to a temporary file that is fsynced and renamed into place, so a crash
+leaves either the old or the new record, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vzlibvirt.entries import Entry, entry_from_json
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class AppliedEntry:
+    entry: Entry
+    owned: bool  # True: we created it and remove it on stop
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.entry.to_json(), "owned": self.owned}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AppliedEntry:
+        data = dict(data)
+        owned = bool(data.pop("owned"))
+        return cls(entry_from_json(data), owned)
+
+
+@dataclass
+class InterfaceRecord:
+    mac: str
+    mode: str
+    host_dev: str
+    ifindex: int
+    ips: list[str] = field(default_factory=list)
+    neighbour_devs: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    entries: list[AppliedEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mac": self.mac, "mode": self.mode, "host_dev": self.host_dev,
+            "ifindex": self.ifindex, "ips": self.ips, "neighbour_devs": self.neighbour_devs,
+            "extra": self.extra, "entries": [e.to_json() for e in self.entries],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InterfaceRecord:
+        return cls(
+            mac=data["mac"], mode=data["mode"], host_dev=data["host_dev"],
+            ifindex=data["ifindex"], ips=list(data.get("ips", [])),
+            neighbour_devs=list(data.get("neighbour_devs", [])),
+            extra=dict(data.get("extra", {})),
+            entries=[AppliedEntry.from_json(e) for e in data.get("entries", [])],
+        )
+
+
+@dataclass
+class DomainRecord:
+    key: str
+    name: str
+    uuid: str
+    driver: str
+    phase: str = "wiring"  # "wiring": written ahead of the kernel changes; "wired": done
+    interfaces: list[InterfaceRecord] = field(default_factory=list)
+    updated: float = 0.0
+
+    def owned_entries(self) -> list[Entry]:
+        return [a.entry for i in self.interfaces for a in i.entries if a.owned]
+
+    def ips(self) -> list[str]:
+        return [ip for i in self.interfaces for ip in i.ips]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION, "key": self.key, "name": self.name, "uuid": self.uuid,
+            "driver": self.driver, "phase": self.phase, "updated": self.updated,
+            "interfaces": [i.to_json() for i in self.interfaces],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DomainRecord:
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported state format {data.get('version')!r}")
+        return cls(
+            key=data["key"], name=data["name"], uuid=data["uuid"], driver=data["driver"],
+            phase=data.get("phase", "wiring"), updated=data.get("updated", 0.0),
+            interfaces=[InterfaceRecord.from_json(i) for i in data.get("interfaces", [])],
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    name: str
+
+
+class StateStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.domains = self.root / "domains"
+        self.claims = self.root / "ips"
+
+    # locking
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the host-wide lock: one change to shared state at a time."""
+        self._ensure_dirs()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _ensure_dirs(self) -> None:
+        for d in (self.root, self.domains, self.claims):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    # domain records
+    def path(self, key: str) -> Path:
+        return self.domains / f"{key}.json"
+
+    def load(self, key: str) -> DomainRecord | None:
+        try:
+            raw = self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return DomainRecord.from_json(json.loads(raw))
+
+    def save(self, record: DomainRecord) -> None:
+        self._ensure_dirs()
+        record.updated = time.time()
+        data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
+        _atomic_write(self.path(record.key), data)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(key).unlink()
+        _fsync_dir(self.domains)
+
+    def keys(self) -> list[str]:
+        if not self.domains.is_dir():
+            return []
+        return sorted(p.stem for p in self.domains.glob("*.json"))
+
+    def records(self) -> list[DomainRecord]:
+        out = []
+        for key in self.keys():
+            rec = self.load(key)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    # IP claims
+    def _claim_path(self, ip: str) -> Path:
+        return self.claims / ip
+
+    def claim_owner(self, ip: str) -> Claim | None:
+        """Who holds `ip`; a claim whose domain record is gone is stale and ignored."""
+        try:
+            key, _, name = self._claim_path(ip).read_text().partition("\n")
+        except FileNotFoundError:
+            return None
+        if not self.path(key).exists():
+            return None
+        return Claim(key, name)
+
+    def claim(self, ip: str, key: str, name: str) -> None:
+        self._ensure_dirs()
+        _atomic_write(self._claim_path(ip), f"{key}\n{name}".encode())
+
+    def release(self, ip: str, key: str) -> None:
+        path = self._claim_path(ip)
+        try:
+            owner = path.read_text().partition("\n")[0]
+        except FileNotFoundError:
+            return
+        if owner == key:
+            path.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

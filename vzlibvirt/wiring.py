@@ -1,0 +1,64 @@
+"""The plugin base for one interface mode, in the spirit of os-vif's plug/unplug.
+
+A mode first resolves the environment (which host devices, which neighbour devices;
+netlink reads only), then lists the entries the host must hold (pure), and may act
+after the entries are in place (announcements). The engine owns ordering, the state
+record, rollback and removal, so a mode never has to get those right twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vzlibvirt.model import Interface, Mode
+
+if TYPE_CHECKING:
+    from vzlibvirt.config import Config
+    from vzlibvirt.entries import Entry
+    from vzlibvirt.model import Domain
+    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.state import InterfaceRecord, StateStore
+
+
+@dataclass
+class WireContext:
+    domain: Domain
+    config: Config
+    nl: Netlink
+    store: StateStore
+
+
+class InterfaceWiring:
+    mode: Mode
+
+    def resolve(self, ctx: WireContext, iface: Interface,
+                previous: InterfaceRecord | None) -> InterfaceRecord:
+        """Check the host can take this interface; the record without entries."""
+        raise NotImplementedError
+
+    def entries(self, ctx: WireContext, iface: Interface, record: InterfaceRecord) -> list[Entry]:
+        """The entries the host must hold for this interface, in the order to add them."""
+        raise NotImplementedError
+
+    def after_wire(self, ctx: WireContext, iface: Interface, record: InterfaceRecord) -> None:
+        """Work after every entry is in place (e.g. announcements); failures only warn."""
+
+
+_PLUGINS: dict[Mode, InterfaceWiring] = {}
+
+
+def register(plugin: InterfaceWiring) -> InterfaceWiring:
+    _PLUGINS[plugin.mode] = plugin
+    return plugin
+
+
+def plugin_for(iface: Interface) -> InterfaceWiring:
+    if not _PLUGINS:
+        load_plugins()
+    return _PLUGINS[iface.mode]
+
+
+def load_plugins() -> None:
+    """Import every mode module; each registers its plugin and its entry types."""
+    from vzlibvirt import routed  # noqa: F401
