@@ -41,10 +41,13 @@ def routed_entries(
         out.append(HostSysctl("net/ipv4/ip_forward", "1"))
         for name, nidx in neighbours:
             out.append(DeviceSysctl(name, nidx, f"net/ipv4/conf/{name}/forwarding", "1"))
+            # the kernel delays proxied replies to broadcast requests by up to 0.8 s
+            out.append(DeviceSysctl(name, nidx, f"net/ipv4/neigh/{name}/proxy_delay", "0"))
     if has6:
         out.append(HostSysctl("net/ipv6/conf/all/forwarding", "1"))
         for name, nidx in neighbours:
             out.append(DeviceSysctl(name, nidx, f"net/ipv6/conf/{name}/proxy_ndp", "1"))
+            out.append(DeviceSysctl(name, nidx, f"net/ipv6/neigh/{name}/proxy_delay", "0"))
     if has4:
         out += [
             DeviceSysctl(dev, idx, f"net/ipv4/conf/{dev}/forwarding", "1"),
