@@ -1,0 +1,165 @@
+"""`vzlibvirt install-hooks` / `uninstall-hooks`: place (remove) the thin /bin/sh shims
+that libvirt runs from `HOOKS_DIR/{qemu,lxc,network}.d/`.
+
+The shim bakes in this installation's interpreter (sys.executable), so the hook works
+whatever libvirt's minimal PATH holds, and filters operations in shell so that calls with
+nothing to do never start Python (the hook cost budget in the contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_HOOKS_DIR = Path("/etc/libvirt/hooks")
+SHIM_NAME = "50-vzlibvirt"
+MARKER = "# vzlibvirt-hook-shim"
+
+# Operations that reach Python; every other one exits 0 in the shim.
+DOMAIN_OPS = ("prepare", "start", "started", "stopped", "release", "reconnect", "migrate",
+              "restore", "attach")
+DRIVER_OPS: dict[str, tuple[str, ...]] = {
+    "qemu": DOMAIN_OPS,
+    "lxc": DOMAIN_OPS,
+    "network": ("start",),
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happened to one driver's shim."""
+
+    driver: str
+    path: Path
+    action: str  # "created" | "updated" | "unchanged" | "removed" | "absent"
+    first_hook: bool = False  # the driver had no hook script before: restart libvirtd
+
+
+def render(driver: str, python: str, config: str | None) -> str:
+    """The shim text for DRIVER; every substituted value is shell-quoted."""
+    template = resources.files("vzlibvirt").joinpath("data/shim.sh.in").read_text()
+    env = ""
+    if config is not None:
+        env = f"VZLIBVIRT_CONFIG={shlex.quote(config)}\nexport VZLIBVIRT_CONFIG\n"
+    return (
+        template.replace("@OPS@", "|".join(DRIVER_OPS[driver]))
+        .replace("@ENV@", env)
+        .replace("@PYTHON@", shlex.quote(python))
+        .replace("@DRIVER@", driver)
+    )
+
+
+def is_ours(path: Path) -> bool:
+    """Only files carrying our marker line are ever rewritten or removed."""
+    try:
+        with path.open("r", errors="replace") as fh:
+            return any(line.startswith(MARKER) for _, line in zip(range(5), fh, strict=False))
+    except OSError:
+        return False
+
+
+def _has_hooks(hooks_dir: Path, driver: str) -> bool:
+    """Whether libvirt already runs some hook for DRIVER (then no restart is needed)."""
+    main = hooks_dir / driver
+    ddir = hooks_dir / f"{driver}.d"
+    if main.is_file() and os.access(main, os.X_OK):
+        return True
+    return ddir.is_dir() and any(
+        p.is_file() and os.access(p, os.X_OK) for p in ddir.iterdir()
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def install(hooks_dir: Path, python: str, config: str | None) -> list[Change]:
+    """Create or refresh the three shims; a foreign file at our path is an error."""
+    changes = []
+    for driver in DRIVER_OPS:
+        ddir = hooks_dir / f"{driver}.d"
+        path = ddir / SHIM_NAME
+        text = render(driver, python, config)
+        if path.exists() and not is_ours(path):
+            raise FileExistsError(f"{path} exists and was not written by vzlibvirt")
+        first = not _has_hooks(hooks_dir, driver)
+        ddir.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.read_text() == text and os.access(path, os.X_OK):
+            changes.append(Change(driver, path, "unchanged"))
+            continue
+        action = "updated" if path.exists() else "created"
+        _write_atomic(path, text)
+        changes.append(Change(driver, path, action, first_hook=first))
+    return changes
+
+
+def uninstall(hooks_dir: Path) -> list[Change]:
+    """Remove our shims only; other hook files and the directories stay."""
+    changes = []
+    for driver in DRIVER_OPS:
+        path = hooks_dir / f"{driver}.d" / SHIM_NAME
+        if path.exists() and is_ours(path):
+            path.unlink()
+            changes.append(Change(driver, path, "removed"))
+        else:
+            changes.append(Change(driver, path, "absent"))
+    return changes
+
+
+def install_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vzlibvirt install-hooks",
+        description="Install the vzlibvirt hook shims for the qemu, lxc and network drivers.",
+    )
+    parser.add_argument("--hooks-dir", type=Path, default=DEFAULT_HOOKS_DIR)
+    parser.add_argument("--config", help="host config path baked into the shims "
+                        "as VZLIBVIRT_CONFIG")
+    args = parser.parse_args(argv)
+    config = str(Path(args.config).absolute()) if args.config else None
+    try:
+        changes = install(args.hooks_dir, sys.executable, config)
+    except OSError as exc:
+        print(f"vzlibvirt install-hooks: {exc}", file=sys.stderr)
+        return 1
+    for ch in changes:
+        print(f"{ch.action}: {ch.path}")
+    restart = [ch.driver for ch in changes if ch.first_hook]
+    if restart:
+        print(
+            "libvirtd must be restarted before it runs the new hook(s) for: "
+            + ", ".join(restart)
+            + " (libvirt looks for hook scripts only when it starts)"
+        )
+    return 0
+
+
+def uninstall_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vzlibvirt uninstall-hooks",
+        description="Remove the vzlibvirt hook shims (and nothing else).",
+    )
+    parser.add_argument("--hooks-dir", type=Path, default=DEFAULT_HOOKS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        changes = uninstall(args.hooks_dir)
+    except OSError as exc:
+        print(f"vzlibvirt uninstall-hooks: {exc}", file=sys.stderr)
+        return 1
+    for ch in changes:
+        if ch.action == "removed":
+            print(f"removed: {ch.path}")
+    return 0

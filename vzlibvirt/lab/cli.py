@@ -1,0 +1,58 @@
+"""`vzlibvirt lab up|demo|down|status`: the self-contained lab (see docs/lab.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .sh import LabError
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vzlibvirt lab",
+        description="A private libvirtd in network namespaces, with Computer X on its LAN.",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build images (cached) and start the lab; idempotent")
+    up.add_argument("--no-hooks", action="store_true",
+                    help="do not install the vzlibvirt hooks (lab debugging only)")
+    demo = sub.add_parser("demo", help="up, run the seed's host-routed setups, down")
+    demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
+    sub.add_parser("down", help="remove every namespace, process, mount and file of the lab")
+    sub.add_parser("status", help="say whether the lab is up and list its guests")
+    args = parser.parse_args(argv)
+
+    from .lab import Lab  # after argparse, so `--help` stays instant
+
+    lab = Lab()
+    try:
+        if args.cmd == "up":
+            lab.up(hooks=not args.no_hooks)
+        elif args.cmd == "down":
+            lab.down()
+        elif args.cmd == "status":
+            return _status(lab)
+        else:
+            from .demo import run_demo
+
+            return run_demo(lab, keep=args.keep, vms=not args.no_vms)
+    except LabError as exc:
+        print(f"vzlibvirt lab {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(lab) -> int:
+    if not lab.is_up():
+        print("lab is down")
+        return 3
+    print(f"lab is up at {lab.paths.root}")
+    for drv in ("lxc", "qemu"):
+        print(lab.virsh(drv, "list", "--all").stdout.rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""The lab's private libvirtd: in netns vzlab-host and in a private mount namespace in which
+lab directories are bind-mounted over libvirt's own (see docs/lab.md for why each step)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from . import procs
+from . import settings as S
+from .settings import LabPaths
+from .sh import LabError, run
+
+QEMU_CONF = """\
+# vzlibvirt lab: no libvirt-qemu user on this machine; run guests as root, no sVirt.
+user = "root"
+group = "root"
+security_driver = "none"
+"""
+LXC_CONF = 'security_driver = "none"\n'
+LIBVIRTD_CONF = """\
+# vzlibvirt lab: only the unix socket, no TCP; logs inside the lab dir.
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+# Runs as root in the lab netns after `unshare -m --propagation private`; $1 = lab dir.
+LAUNCH = r"""
+set -eu
+L="$1"
+aside="$L/mnt/cgroup"
+mount --rbind /sys/fs/cgroup "$aside"
+mount -t sysfs sysfs /sys
+mount --rbind "$aside" /sys/fs/cgroup
+umount -R "$aside"
+if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+mount --bind "$L/etc" /etc/libvirt
+mount --bind "$L/hooks" /etc/libvirt/hooks
+mount --bind "$L/run" /run/libvirt
+mount --bind "$L/lib" /var/lib/libvirt
+mount --bind "$L/log" /var/log/libvirt
+mount --bind "$L/cache" /var/cache/libvirt
+for f in passwd group; do
+  if [ -f "$L/etc-$f" ]; then mount --bind "$L/etc-$f" "/etc/$f"; fi
+done
+exec "$L/start-daemons"
+"""
+
+# Starts (or restarts) both daemons; runs inside the private mount namespace.
+START_DAEMONS = r"""#!/bin/sh
+set -eu
+# Daemons must not hold the caller's pipes; their start-up errors land in the lab log dir.
+exec </dev/null >>/var/log/libvirt/daemons.out 2>&1
+if ! { [ -f /run/libvirt/virtlogd.pid ] && kill -0 "$(cat /run/libvirt/virtlogd.pid)"; } \
+    2>/dev/null; then
+  virtlogd -d -p /run/libvirt/virtlogd.pid
+fi
+# The environment a real init gives libvirtd, so hooks see libvirt's minimal PATH.
+exec env -i PATH=/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C \
+    setsid libvirtd -d -p /run/libvirt/libvirtd.pid
+"""
+
+
+def write_configs(paths: LabPaths) -> None:
+    (paths.etc / "qemu.conf").write_text(QEMU_CONF)
+    (paths.etc / "lxc.conf").write_text(LXC_CONF)
+    (paths.etc / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+    script = paths.root / "start-daemons"
+    script.write_text(START_DAEMONS)
+    script.chmod(0o755)
+    (paths.root / "mnt" / "cgroup").mkdir(parents=True, exist_ok=True)
+    (paths.etc / "hooks").mkdir(exist_ok=True)  # mount point for the lab hooks dir
+    write_account_overlays(paths)
+
+
+def write_account_overlays(paths: LabPaths) -> None:
+    """libvirt 9.0 resolves its build-time QEMU user `libvirt-qemu` before it reads
+    qemu.conf, so the QEMU driver fails on hosts without that user. Rather than add a user
+    to the machine, the lab bind-mounts copies of /etc/passwd and /etc/group that have it,
+    inside libvirtd's private mount namespace only."""
+    for name, line in (
+        ("passwd", "libvirt-qemu:x:64055:64055:vzlibvirt lab:/var/lib/libvirt:/usr/sbin/nologin"),
+        ("group", "libvirt-qemu:x:64055:"),
+    ):
+        text = Path("/etc", name).read_text()
+        if not any(ln.startswith("libvirt-qemu:") for ln in text.splitlines()):
+            (paths.root / f"etc-{name}").write_text(text.rstrip("\n") + "\n" + line + "\n")
+
+
+def missing_mountpoints() -> list[str]:
+    """Host directories libvirt expects but this machine lacks; `up` creates them as empty
+    mount points and `down` removes them again (hooks lives inside the lab's etc)."""
+    return [p for k, p in S.LIBVIRT_DIRS.items() if k not in ("hooks",) and not Path(p).exists()]
+
+
+def pidfile(paths: LabPaths, name: str) -> Path:
+    return paths.run / f"{name}.pid"
+
+
+def read_pid(paths: LabPaths, name: str) -> int | None:
+    try:
+        pid = int(pidfile(paths, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def start(paths: LabPaths) -> None:
+    """First start: new private mount namespace, then the daemons."""
+    run(
+        ["nsenter", f"--net=/run/netns/{S.HOST_NETNS}", "unshare", "-m", "--propagation",
+         "private", "sh", "-c", LAUNCH, "launch", str(paths.root)],
+        timeout=60,
+    )
+    wait_ready(paths)
+
+
+def restart(paths: LabPaths) -> None:
+    """Kill libvirtd only and start it again in the same namespaces (guests keep running,
+    libvirt reconnects and calls the hooks' `reconnect`)."""
+    anchor = read_pid(paths, "virtlogd")
+    if anchor is None:
+        raise LabError("virtlogd is not running: the lab is down, cannot restart libvirtd")
+    stop_libvirtd(paths)
+    run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
+        timeout=60)
+    wait_ready(paths)
+
+
+def stop_libvirtd(paths: LabPaths, timeout: float = 20) -> None:
+    pid = read_pid(paths, "libvirtd")
+    if pid is None:
+        return
+    procs.kill_all({pid}, timeout)
+    pidfile(paths, "libvirtd").unlink(missing_ok=True)
+
+
+def wait_ready(paths: LabPaths, timeout: float = 30) -> None:
+    """Until both drivers answer on the lab socket."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        procs = [run(["virsh", "-c", paths.uri(d), "version"], check=False, timeout=10)
+                 for d in ("qemu", "lxc")]
+        if all(p.returncode == 0 for p in procs):
+            return
+        last = " / ".join(p.stderr.strip() for p in procs if p.returncode)
+        time.sleep(0.2)
+    tail = ""
+    for name in ("daemons.out", "libvirtd.log"):
+        log = paths.lab("log") / name
+        if log.exists():
+            tail += f"--- {name}\n" + log.read_text()[-1500:]
+    raise LabError(f"libvirtd did not come up in {timeout}s: {last}\n{tail}")
+
+
+def virsh(paths: LabPaths, driver: str, *args: str, check: bool = True, timeout: float = 120):
+    """virsh against the lab daemon, DRIVER 'qemu' or 'lxc'."""
+    return run(["virsh", "-q", "-c", paths.uri(driver), *args], check=check, timeout=timeout)

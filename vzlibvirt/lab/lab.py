@@ -1,0 +1,287 @@
+"""`Lab`: bring the whole lab up and down, and act on its guests (the e2e fixture and the
+`vzlibvirt lab` command both use this)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import hookinstall
+from . import daemon, guests, images, procs, topology
+from . import settings as S
+from .settings import LabPaths
+from .sh import LabError, in_netns, progress, run
+
+# A lab-only hook in front of ours: logs every call (and, when the flag file
+# probe-links exists, the lab host's links) so tests can see what libvirt called.
+PROBE = r"""#!/bin/sh
+# vzlab-probe: lab-only call logger, removed with the lab.
+xml=$(cat)
+devs=$(printf '%s' "$xml" | grep -o "<target dev=['\"][^'\"]*" | sed "s/.*dev=.//" | tr '\n' ' ')
+{
+  echo "CALL @DRIVER@ $1 $2 $3 target=[$devs] t=$(date +%s.%N)"
+  if [ -e @LAB@/probe-links ]; then
+    ip -d -o link show | grep -v ' lo: ' | sed 's/^/  | /'
+  fi
+} >> @LAB@/hook-calls.log
+exit 0
+"""
+
+TOML = """\
+# vzlibvirt host config for the lab (written by `vzlibvirt lab up`).
+[routed]
+neighbour_devs = ["{uplink}"]
+
+[state]
+dir = "{state}"
+"""
+
+REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "libvirtd", "virtlogd", "virsh", "ping",
+                  "qemu-system-x86_64", "busybox", "dpkg-deb", "apt-get", "mountpoint")
+
+
+@dataclass
+class Record:
+    """What `up` made, so `down` removes exactly that even after a crash."""
+
+    created_dirs: list[str] = field(default_factory=list)
+    mnt_ns: str | None = None
+    net_ids: list[str] = field(default_factory=list)
+    new_cgroups: list[str] = field(default_factory=list)
+    vm_kernel: str = ""
+    vm_initrd: str = ""
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return cls()
+
+
+class Lab:
+    def __init__(self, paths: LabPaths | None = None) -> None:
+        self.paths = paths or LabPaths()
+
+    # ---------- life cycle ----------
+    def is_up(self) -> bool:
+        return (
+            self.paths.record.exists()
+            and topology.healthy()
+            and daemon.read_pid(self.paths, "libvirtd") is not None
+            and self.virsh("lxc", "version", check=False).returncode == 0
+        )
+
+    def up(self, *, python: str | None = None, hooks: bool = True) -> None:
+        """Idempotent: a healthy lab is left alone; a broken or half one is removed first;
+        a failed `up` removes what it made before raising."""
+        check_prerequisites()
+        if self.is_up():
+            progress(f"lab already up ({self.paths.root})")
+            return
+        if self.paths.root.exists() or topology.netns_exists(S.HOST_NETNS) \
+                or topology.netns_exists(S.LAN_NETNS):
+            progress("leftovers of an earlier lab found: taking them down first")
+            self.down()
+        try:
+            self._up(python or sys.executable, hooks)
+        except BaseException:
+            progress("lab up failed: cleaning up")
+            self.down(quiet=True)
+            raise
+
+    def _up(self, python: str, hooks: bool) -> None:
+        p = self.paths
+        rec = Record()
+        for key in S.LIBVIRT_DIRS:
+            p.lab(key).mkdir(parents=True, exist_ok=True)
+        p.guests.mkdir()
+        p.state.mkdir()
+        rec.save(p.record)
+        progress(f"guest images (cached in {p.cache})")
+        vm = images.vm_image(p.cache)
+        rec.vm_kernel, rec.vm_initrd = str(vm.kernel), str(vm.initrd)
+        progress(f"namespaces {S.HOST_NETNS} (uplink {S.UPLINK}) and {S.LAN_NETNS} "
+                 f"(Computer X {S.X_IP4})")
+        topology.create()
+        rec.net_ids = [i for i in (procs.netns_id(S.HOST_NETNS), procs.netns_id(S.LAN_NETNS))
+                       if i]
+        rec.save(p.record)
+        # Mount points libvirt needs but this machine lacks: made empty, removed by down.
+        for d in daemon.missing_mountpoints():
+            os.makedirs(d)
+            rec.created_dirs.append(d)
+            rec.save(p.record)
+        # libvirt makes /sys/fs/cgroup/<controller>/machine; remove those it adds.
+        rec.new_cgroups = [str(Path(c) / "machine") for c in sorted(Path("/sys/fs/cgroup")
+                           .glob("*")) if c.is_dir() and not (c / "machine").exists()]
+        rec.save(p.record)
+        p.config.write_text(TOML.format(uplink=S.UPLINK, state=p.state))
+        daemon.write_configs(p)
+        self._install_hooks(python, hooks)
+        progress("starting the lab's private libvirtd (virtlogd + libvirtd)")
+        daemon.start(p)
+        pid = daemon.read_pid(p, "libvirtd")
+        rec.mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt") if pid else None
+        rec.save(p.record)
+        progress(f"lab up: virsh -c '{p.uri('lxc')}' (or qemu:///...)")
+
+    def _install_hooks(self, python: str, ours: bool) -> None:
+        p = self.paths
+        if ours:
+            hookinstall.install(p.hooks, python, str(p.config))
+        for driver in ("qemu", "lxc"):
+            (p.hooks / f"{driver}.d").mkdir(parents=True, exist_ok=True)
+            probe = p.hooks / f"{driver}.d" / "00-vzlab-probe"
+            probe.write_text(PROBE.replace("@DRIVER@", driver).replace("@LAB@", str(p.root)))
+            probe.chmod(0o755)
+
+    def down(self, *, quiet: bool = False) -> None:
+        """Remove every guest, process, namespace, mount point and file the lab made."""
+        p = self.paths
+        say = (lambda _m: None) if quiet else progress
+        rec = Record.load(p.record)
+        if daemon.read_pid(p, "libvirtd") is not None:
+            say("destroying guests")
+            for drv in ("lxc", "qemu"):
+                for name in self.domains(drv):
+                    self.virsh(drv, "destroy", name, check=False, timeout=60)
+                    self.virsh(drv, "undefine", name, check=False, timeout=30)
+        net_ids = set(rec.net_ids) | {i for i in (procs.netns_id(S.HOST_NETNS),
+                                                  procs.netns_id(S.LAN_NETNS)) if i}
+        mnt_ids = {rec.mnt_ns} if rec.mnt_ns else set()
+        pids = procs.lab_pids(net_ids, mnt_ids)
+        if pids:
+            say(f"stopping {len(pids)} lab process(es)")
+            procs.kill_all(pids)
+        say("removing namespaces")
+        topology.destroy()
+        for cg in rec.new_cgroups:
+            _rmdir_tree(Path(cg))
+        for d in reversed(rec.created_dirs):
+            try:
+                os.rmdir(d)
+            except OSError as exc:
+                print(f"[lab] warning: could not remove {d}: {exc}", file=sys.stderr)
+        if p.root.exists():
+            shutil.rmtree(p.root)
+        say("lab down")
+
+    # ---------- guests ----------
+    def virsh(self, driver: str, *args: str, check: bool = True, timeout: float = 120):
+        return daemon.virsh(self.paths, driver, *args, check=check, timeout=timeout)
+
+    def domains(self, driver: str) -> list[str]:
+        out = self.virsh(driver, "list", "--all", "--name", check=False)
+        return [n for n in out.stdout.split() if n]
+
+    def record(self) -> Record:
+        return Record.load(self.paths.record)
+
+    def define(self, g: guests.Guest, *, kvm: bool = False) -> None:
+        gdir = self.paths.guests / g.name
+        gdir.mkdir(parents=True, exist_ok=True)
+        if g.kind == "ct":
+            rootfs = gdir / "rootfs"
+            if not rootfs.exists():
+                images.container_rootfs(rootfs)
+            xml = guests.container_xml(g, rootfs)
+        else:
+            rec = self.record()
+            xml = guests.vm_xml(g, Path(rec.vm_kernel), Path(rec.vm_initrd),
+                                self.console(g), kvm=kvm)
+        (gdir / "domain.xml").write_text(xml)
+        self.virsh(g.driver, "define", str(gdir / "domain.xml"))
+
+    def start(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
+        return self.virsh(g.driver, "start", g.name, check=check, timeout=180)
+
+    def destroy(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
+        return self.virsh(g.driver, "destroy", g.name, check=check, timeout=60)
+
+    def undefine(self, g: guests.Guest) -> None:
+        self.virsh(g.driver, "destroy", g.name, check=False, timeout=60)
+        self.virsh(g.driver, "undefine", g.name, check=False)
+
+    def console(self, g: guests.Guest) -> Path:
+        return self.paths.guests / g.name / "console.log"
+
+    def host_dev(self, g: guests.Guest) -> str | None:
+        """The host-side device libvirt made for the guest (<target dev>), if running."""
+        out = self.virsh(g.driver, "domiflist", g.name, check=False)
+        for line in out.stdout.splitlines():
+            cols = line.split()
+            if cols and g.mac.lower() in line.lower() and cols[0] != "-":
+                return cols[0]
+        return None
+
+    def container_pid(self, g: guests.Guest) -> int:
+        """The container's init (child of `libvirt_lxc --name NAME`)."""
+        for ctl in procs.find_by_args("--name", g.name):
+            if "libvirt_lxc" in procs.cmdline(ctl):
+                kids = procs.children(ctl)
+                if kids:
+                    return kids[0]
+        raise LabError(f"no running container {g.name}")
+
+    def in_container(self, g: guests.Guest, cmd: list[str], **kw):
+        return run(["nsenter", "-t", str(self.container_pid(g)), "-n", *cmd], **kw)
+
+    def in_host(self, cmd: list[str], **kw):
+        return run(in_netns(S.HOST_NETNS, cmd), **kw)
+
+    def in_lan(self, cmd: list[str], **kw):
+        return run(in_netns(S.LAN_NETNS, cmd), **kw)
+
+    def ping_from_x(self, ip: str, *, count: int = 1, wait: float = 1) -> bool:
+        return self.in_lan(["ping", "-c", str(count), "-W", str(wait), "-n", ip],
+                           check=False).returncode == 0
+
+    def wait_console(self, g: guests.Guest, needle: str, timeout: float = 90) -> bool:
+        deadline = time.monotonic() + timeout
+        log = self.console(g)
+        while time.monotonic() < deadline:
+            if log.exists() and needle in log.read_text(errors="replace"):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def hook_calls(self) -> list[str]:
+        try:
+            return [ln for ln in self.paths.hooklog.read_text().splitlines()
+                    if ln.startswith("CALL ")]
+        except OSError:
+            return []
+
+    def restart_libvirtd(self) -> None:
+        daemon.restart(self.paths)
+
+
+def _rmdir_tree(top: Path) -> None:
+    """Remove an (empty) cgroup directory tree bottom-up; cgroupfs allows only rmdir."""
+    if not top.is_dir():
+        return
+    for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    with contextlib.suppress(OSError):
+        top.rmdir()
+
+
+def check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network and mount namespaces)")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None
+               and not Path("/usr/sbin", t).exists() and not Path("/sbin", t).exists()]
+    if missing:
+        raise LabError("missing tools: " + ", ".join(missing) + " (run `make deps`)")

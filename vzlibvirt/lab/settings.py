@@ -1,0 +1,85 @@
+"""Where the lab lives and its fixed topology (shared with the netns tests' numbers)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST_NETNS = "vzlab-host"
+LAN_NETNS = "vzlab-lan"
+UPLINK = "enp0s5"
+LAN_DEV = "eth0"
+HOST_IP4 = "198.51.100.2/24"
+HOST_IP6 = "2001:db8:100::2/64"
+X_IP4 = "198.51.100.10"
+X_IP6 = "2001:db8:100::10"
+GATEWAY4 = "169.254.0.1"
+GATEWAY6 = "fe80::1"
+
+# Host directories that libvirtd needs; in the lab each is a bind mount of a lab dir,
+# made only inside libvirtd's private mount namespace.
+LIBVIRT_DIRS = {
+    "etc": "/etc/libvirt",
+    "hooks": "/etc/libvirt/hooks",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+}
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """Every path the lab uses; `root` is removed whole by `lab down`, `cache` is kept."""
+
+    root: Path = field(
+        default_factory=lambda: Path(os.environ.get("VZLAB_DIR", "/run/vzlibvirt-lab"))
+    )
+    cache: Path = field(
+        default_factory=lambda: Path(os.environ.get("VZLAB_CACHE", "/var/cache/vzlibvirt-lab"))
+    )
+
+    def lab(self, key: str) -> Path:
+        """The lab directory that stands in for LIBVIRT_DIRS[key]."""
+        return self.root / key
+
+    @property
+    def etc(self) -> Path:
+        return self.lab("etc")
+
+    @property
+    def hooks(self) -> Path:
+        return self.lab("hooks")
+
+    @property
+    def run(self) -> Path:
+        return self.lab("run")
+
+    @property
+    def guests(self) -> Path:
+        return self.root / "guests"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "vzlibvirt-state"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "vzlibvirt.toml"
+
+    @property
+    def record(self) -> Path:
+        """JSON record of what `up` made (pids, created mount points), read by `down`."""
+        return self.root / "lab.json"
+
+    @property
+    def hooklog(self) -> Path:
+        return self.root / "hook-calls.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.run / "libvirt-sock"
+
+    def uri(self, driver: str) -> str:
+        return f"{driver}:///system?socket={self.socket}"
