@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vzlibvirt import faults
 from vzlibvirt.config import Config
 from vzlibvirt.entries import Entry
 from vzlibvirt.errors import ConflictError, HostError, VzError
 from vzlibvirt.model import Domain
-from vzlibvirt.netlink import Netlink, error_text
 from vzlibvirt.state import AppliedEntry, DomainRecord, InterfaceRecord, StateStore
 from vzlibvirt.wiring import WireContext, load_plugins, plugin_for
 
+if TYPE_CHECKING:  # pyroute2 (~170 ms) stays off `prepare`, which imports check_claims
+    from vzlibvirt.netlink import Netlink
+
 log = logging.getLogger(__name__)
+
+
+def error_text(exc: BaseException) -> str:
+    from vzlibvirt.netlink import error_text as netlink_error_text
+
+    return netlink_error_text(exc)
 
 
 @dataclass
