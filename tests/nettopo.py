@@ -159,3 +159,25 @@ class Topology:
             if line.split()[0] in (ip, f"{ip}/32", f"{ip}/128"):
                 return line.strip()
         return None
+
+
+def host_snapshot(topo: Topology) -> dict[str, object]:
+    """Everything of the host namespace that wiring may touch, in comparable form."""
+    ns = topo.host
+    sysctls = topo.exec(ns, "sysctl", "-a", check=True).stdout.decode().splitlines()
+    keep = ("forwarding", "proxy_arp", "rp_filter", "proxy_ndp", "proxy_delay", "accept_ra",
+            "disable_ipv6")
+    links = []
+    for line in topo.ip(ns, "-o", "link", "show").splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        links.append((name, "state UP" in line or ",UP" in line))
+    return {
+        "routes4": topo.ip(ns, "-4", "route", "show", "table", "all"),
+        "routes6": topo.ip(ns, "-6", "route", "show", "table", "all"),
+        "proxy": sorted(topo.ip(ns, "neigh", "show", "proxy").splitlines()
+                        + topo.ip(ns, "-6", "neigh", "show", "proxy").splitlines()),
+        "addrs": topo.ip(ns, "-o", "addr", "show"),
+        "links": sorted(links),
+        "sysctl": sorted(s for s in sysctls if any(k in s for k in keep)
+                         and ".stable_secret" not in s),
+    }

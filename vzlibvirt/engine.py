@@ -114,43 +114,42 @@ class _Wiring:
         done: list[tuple[Entry, object]] = []
         try:
             for irec, applied in pending:
-                if not applied.owned:
-                    continue
-                entry = applied.entry
-                faults.checkpoint(f"add {entry.describe()}")
-                snap = entry.snapshot()
-                try:
-                    created = entry.add(self.nl)
-                except VzError:
-                    raise
-                except Exception as exc:  # netlink / OS errors become one-line refusals
-                    raise HostError(f"cannot add {entry.describe()}: {error_text(exc)}",
-                                    mac=irec.mac) from None
-                if created:
-                    done.append((entry, snap))
-                    self.outcome.added.append(entry.describe())
+                if applied.owned:
+                    self._add(irec, applied.entry, done)
+            for entry in reversed(stale):
+                faults.checkpoint(f"remove stale {entry.describe()}")
+                if _remove_quietly(entry, self.nl):
+                    self.outcome.removed.append(entry.describe())
+            record.phase = "wired"
+            faults.checkpoint("commit")
+            self.store.save(record)
         except BaseException as exc:
             self._rollback(done, previous, record)
             if isinstance(exc, VzError):
                 raise exc.with_context(domain=domain.name) from None
             raise
-
-        for entry in reversed(stale):
-            faults.checkpoint(f"remove stale {entry.describe()}")
-            if _remove_quietly(entry, self.nl):
-                self.outcome.removed.append(entry.describe())
         if previous is not None:
             for ip in set(previous.ips()) - set(record.ips()):
                 self.store.release(ip, domain.key)
-
-        record.phase = "wired"
-        faults.checkpoint("commit")
-        self.store.save(record)
         for iface, irec in zip(domain.managed_interfaces, record.interfaces, strict=True):
             plugin_for(iface).after_wire(self.ctx, iface, irec)
         for line in self.outcome.added:
             log.info("%s: added %s", domain.name, line)
         return self.outcome
+
+    def _add(self, irec: InterfaceRecord, entry: Entry, done: list) -> None:
+        faults.checkpoint(f"add {entry.describe()}")
+        snap = entry.snapshot()
+        try:
+            created = entry.add(self.nl)
+        except VzError:
+            raise
+        except Exception as exc:  # netlink / OS errors become one-line refusals
+            raise HostError(f"cannot add {entry.describe()}: {error_text(exc)}",
+                            mac=irec.mac) from None
+        if created:
+            done.append((entry, snap))
+            self.outcome.added.append(entry.describe())
 
     def _rollback(self, done, previous: DomainRecord | None, record: DomainRecord) -> None:
         """Undo what this call created, newest first, and put the old record back."""
