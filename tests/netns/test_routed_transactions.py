@@ -96,7 +96,7 @@ def test_failure_at_each_step_on_a_fresh_host(topo, vz, guest, tmp_path):
         shutil.rmtree(vz.state, ignore_errors=True)
         topo.up()
         topo.guests.clear()
-        g = topo.add_guest("ct1", IPS)
+        topo.add_guest("ct1", IPS)
         before = host_snapshot(topo)
         r = vz.hook("lxc", "ct1", "start", xml, ns=topo.host, VZLIBVIRT_FAULT=f"fail:{n}")
         assert r.rc == 1 and "injected failure" in r.stderr, step
