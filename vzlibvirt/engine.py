@@ -122,7 +122,10 @@ class _Wiring:
                     self.outcome.removed.append(entry.describe())
             record.phase = "wired"
             faults.checkpoint("commit")
-            self.store.save(record)
+            if record.interfaces:
+                self.store.save(record)
+            else:  # nothing of ours left on this domain (its XML dropped our config)
+                self.store.delete(record.key)
         except BaseException as exc:
             self._rollback(done, previous, record)
             if isinstance(exc, VzError):

@@ -153,14 +153,14 @@ class StateStore:
             self.path(key).unlink()
         _fsync_dir(self.domains)
 
-    def keys(self) -> list[str]:
+    def domain_keys(self) -> list[str]:
         if not self.domains.is_dir():
             return []
         return sorted(p.stem for p in self.domains.glob("*.json"))
 
     def records(self) -> list[DomainRecord]:
         out = []
-        for key in self.keys():
+        for key in self.domain_keys():
             rec = self.load(key)
             if rec is not None:
                 out.append(rec)
