@@ -1,0 +1,106 @@
+"""install-hooks / uninstall-hooks on a temporary hooks dir, and the shim's own filter."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vzlibvirt import hookinstall as hi
+
+DRIVERS = ("qemu", "lxc", "network")
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_install_twice_then_uninstall(tmp_path, capsys):
+    hooks = tmp_path / "hooks"
+    (hooks / "qemu.d").mkdir(parents=True)
+    other = hooks / "qemu.d" / "10-admin"
+    other.write_text("#!/bin/sh\nexit 0\n")
+    other.chmod(0o755)
+    cfg = str(tmp_path / "my conf's.toml")
+
+    assert hi.install_main(["--hooks-dir", str(hooks), "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert "restart" in out and "lxc" in out and "network" in out
+    assert "qemu" not in out.split("restarted")[1]  # qemu.d already had a hook
+    first = tree(hooks)
+    assert set(first) == {"qemu.d/10-admin"} | {f"{d}.d/50-vzlibvirt" for d in DRIVERS}
+    for d in DRIVERS:
+        shim = hooks / f"{d}.d" / "50-vzlibvirt"
+        assert shim.stat().st_mode & stat.S_IXUSR
+        assert hi.MARKER in shim.read_text()
+
+    assert hi.install_main(["--hooks-dir", str(hooks), "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert "restart" not in out and "unchanged" in out
+    assert tree(hooks) == first
+
+    assert hi.uninstall_main(["--hooks-dir", str(hooks)]) == 0
+    assert tree(hooks) == {"qemu.d/10-admin": "#!/bin/sh\nexit 0\n"}
+    assert hi.uninstall_main(["--hooks-dir", str(hooks)]) == 0  # idempotent too
+
+
+def test_foreign_file_is_never_overwritten_or_removed(tmp_path):
+    hooks = tmp_path
+    (hooks / "lxc.d").mkdir()
+    foreign = hooks / "lxc.d" / "50-vzlibvirt"
+    foreign.write_text("#!/bin/sh\necho mine\n")
+    assert hi.install_main(["--hooks-dir", str(hooks)]) == 1
+    hi.uninstall_main(["--hooks-dir", str(hooks)])
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+
+
+@pytest.fixture
+def fake_python(tmp_path) -> Path:
+    """Stands in for the interpreter: records its env and argv."""
+    py = tmp_path / "bin dir" / "py'thon"
+    py.parent.mkdir()
+    py.write_text('#!/bin/sh\nprintf "%s|%s" "$VZLIBVIRT_CONFIG" "$*"\n')
+    py.chmod(0o755)
+    return py
+
+
+def run_shim(text: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    shim = tmp_path / "shim"
+    shim.write_text(text)
+    shim.chmod(0o755)
+    env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}  # what libvirt gives
+    return subprocess.run([str(shim), *args], capture_output=True, text=True, env=env,
+                          input="<domain/>")
+
+
+@pytest.mark.parametrize("driver", ["qemu", "lxc"])
+def test_shim_domain_ops(driver, tmp_path, fake_python):
+    cfg = "/etc/odd path/it's $HOME `x`.toml"
+    text = hi.render(driver, str(fake_python), cfg)
+    for op in hi.DOMAIN_OPS:
+        r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
+        assert r.returncode == 0
+        assert r.stdout == f"{cfg}|-m vzlibvirt hook {driver} dom1 {op} begin -"
+    for op in ("stopped-not", "shutdown", "migrate-x", ""):
+        r = run_shim(text, tmp_path, "dom1", op, "end", "-")
+        assert (r.returncode, r.stdout) == (0, ""), op  # Python never started
+
+
+def test_shim_network_only_start(tmp_path, fake_python):
+    text = hi.render("network", str(fake_python), None)
+    r = run_shim(text, tmp_path, "default", "start", "begin", "-")
+    assert r.stdout == "|-m vzlibvirt hook network default start begin -"
+    for op in ("started", "stopped", "port-created", "updated"):
+        assert run_shim(text, tmp_path, "default", op, "begin", "-").stdout == ""
+
+
+def test_shim_uses_this_interpreter(tmp_path):
+    hi.install(tmp_path, "/opt/py/bin/python3", None)
+    text = (tmp_path / "qemu.d" / "50-vzlibvirt").read_text()
+    assert "exec /opt/py/bin/python3 -m vzlibvirt hook qemu \"$@\"" in text
+    assert "VZLIBVIRT_CONFIG" not in text
+    assert os.access(tmp_path / "qemu.d" / "50-vzlibvirt", os.X_OK)
