@@ -47,11 +47,11 @@ def parse_guest_ip(text: str, gateways: tuple[IPAddress, ...]) -> IPAddress:
             raise AddressError(f"IP {text!r} must not carry a scope")
         if ip.ipv4_mapped is not None:
             raise AddressError(f"IP {ip} is an IPv4-mapped address; give the IPv4 address")
+    if ip in gateways:  # before the categories: 169.254.0.1 is also link-local
+        raise AddressError(f"IP {ip} is the routed gateway address")
     reason = _not_a_host_address(ip)
     if reason:
         raise AddressError(f"IP {ip} is {reason}")
-    if ip in gateways:
-        raise AddressError(f"IP {ip} is the routed gateway address")
     return ip
 
 

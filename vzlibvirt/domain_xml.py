@@ -55,6 +55,7 @@ def parse_xml_bytes(data: bytes) -> etree._Element:
         huge_tree=False,
         remove_comments=True,
         remove_pis=True,
+        encoding="utf-8",  # libvirt's XML is UTF-8: a UTF-16 DOCTYPE would pass the check above
     )
     try:
         root = etree.fromstring(data, parser)
@@ -63,6 +64,9 @@ def parse_xml_bytes(data: bytes) -> etree._Element:
         raise VzError(f"malformed XML: {msg}") from None
     if root is None:
         raise VzError("malformed XML: no root element")
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:  # defence in depth
+        raise VzError("XML with a DOCTYPE or entity declarations is refused")
     return root
 
 
@@ -163,7 +167,10 @@ class _DomainParser:
             mac_el = dev.find("mac")
             mac = None
             if mac_el is not None and mac_el.get("address") is not None:
-                mac = _mac(mac_el.get("address"))
+                try:
+                    mac = _mac(mac_el.get("address"))
+                except VzError as exc:
+                    raise exc.with_context(mac=f"#{index}") from None
             if mac is not None and mac in vz and mac in by_mac:
                 raise VzError("two device <interface> elements have this MAC", mac=mac)
             if mac is not None:

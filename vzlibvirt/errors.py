@@ -9,6 +9,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+MAX_LINE = 1000  # characters of an error line
 
 
 def _oneline(text: str) -> str:
@@ -42,7 +43,9 @@ class VzError(Exception):
             parts.append(f"interface {self.mac}")
         head = " ".join(parts)
         sep = ": " if len(parts) > 1 else " "
-        return _oneline(f"{head}{sep}{self.reason}")
+        line = _oneline(f"{head}{sep}{self.reason}")
+        # reasons quote the offending value, which may be huge: keep the line readable
+        return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
 
 
 class ConfigError(VzError):
