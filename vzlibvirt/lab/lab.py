@@ -188,7 +188,10 @@ class Lab:
     def record(self) -> Record:
         return Record.load(self.paths.record)
 
-    def define(self, g: guests.Guest, *, kvm: bool = False) -> None:
+    def define(self, g: guests.Guest, *, kvm: bool | None = None) -> None:
+        """Write and define G's XML; VMs use KVM only when VZLAB_KVM=1 (TCG otherwise)."""
+        if kvm is None:
+            kvm = os.environ.get("VZLAB_KVM") == "1"
         gdir = self.paths.guests / g.name
         gdir.mkdir(parents=True, exist_ok=True)
         if g.kind == "ct":
@@ -204,7 +207,15 @@ class Lab:
         self.virsh(g.driver, "define", str(gdir / "domain.xml"))
 
     def start(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
-        return self.virsh(g.driver, "start", g.name, check=check, timeout=180)
+        result = self.virsh(g.driver, "start", g.name, check=False, timeout=180)
+        xml = self.paths.guests / g.name / "domain.xml"
+        if result.returncode != 0 and g.kind == "vm" and "type='kvm'" in xml.read_text():
+            progress(f"{g.name}: KVM start failed, falling back to TCG")
+            self.define(g, kvm=False)
+            result = self.virsh(g.driver, "start", g.name, check=False, timeout=180)
+        if check and result.returncode != 0:
+            raise LabError(f"virsh start {g.name}: {result.stderr.strip()}")
+        return result
 
     def destroy(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
         return self.virsh(g.driver, "destroy", g.name, check=check, timeout=60)
