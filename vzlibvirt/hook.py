@@ -2,18 +2,24 @@
 
 libvirt runs the hook synchronously while it holds the domain's job, five times per
 guest life, so each operation does the least it can: `prepare` validates without
-netlink, `start` wires (the host device exists from then on), `started` only checks the
-record, `stopped`/`release` remove what the record lists, and operations with nothing to
-do return before lxml or pyroute2 are imported.
+netlink, `started` wires, `stopped`/`release` remove what the record lists (the second
+finds nothing and returns at once), `reconnect` re-applies, and operations with nothing
+to do return before lxml or pyroute2 are imported.
+
+Wiring happens at `started` for both drivers (docs/wiring-point.md): for LXC it is the
+first operation whose XML names the host-side veth, and for QEMU it lets the shim skip
+`start` entirely, which keeps the five calls near the cost of a bare shell hook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
 import sys
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import BinaryIO, TextIO
 
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
 
@@ -25,17 +31,26 @@ _QUICK_UUID = re.compile(rb"^\s*<domain\b[^>]*>\s*<name>[^<]*</name>\s*<uuid>\s*
                          rb"([0-9a-fA-F-]{32,36})\s*</uuid>")
 
 
-def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> int:
+@dataclass
+class Resources:
+    """What a long-lived caller (the agent) keeps between calls; empty in a hook process."""
+
+    config: object | None = None
+    netlink: object | None = None
+
+
+def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+         stderr: TextIO | None = None, resources: Resources | None = None) -> int:
     """Entry point; never lets a traceback escape (libvirt shows stderr to the user)."""
+    err = stderr if stderr is not None else sys.stderr
     if len(argv) < 3:
-        print("usage: vzlibvirt hook DRIVER OBJECT OPERATION [SUBOP [EXTRA]]", file=sys.stderr)
+        print("usage: vzlibvirt hook DRIVER OBJECT OPERATION [SUBOP [EXTRA]]", file=err)
         return EXIT_USAGE
     driver, obj, op = argv[0], argv[1], argv[2]
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
     if driver not in (*DOMAIN_DRIVERS, "network"):
-        print(f"vzlibvirt: unknown hook driver {driver!r} (qemu, lxc or network)",
-              file=sys.stderr)
+        print(f"vzlibvirt: unknown hook driver {driver!r} (qemu, lxc or network)", file=err)
         return EXIT_USAGE
     _setup_logging()
     try:
@@ -43,15 +58,14 @@ def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None
             from vzlibvirt.network_hook import run_network_hook
 
             return run_network_hook(obj, op, _read(stdin))
-        return DomainHook(driver, obj, op, stdin, stdout).run()
+        return DomainHook(driver, obj, op, stdin, stdout, resources or Resources()).run()
     except VzError as exc:
-        print(exc.with_context(domain=obj if driver != "network" else None).line(),
-              file=sys.stderr)
+        print(exc.with_context(domain=obj if driver != "network" else None).line(), file=err)
         return EXIT_REFUSED
     except Exception as exc:  # the one line, never a traceback
         log.debug("internal error", exc_info=True)
         print(VzError(f"internal error: {type(exc).__name__}: {exc}", domain=obj).line(),
-              file=sys.stderr)
+              file=err)
         return EXIT_REFUSED
 
 
@@ -70,18 +84,18 @@ def _read(stdin: BinaryIO) -> bytes:
 
 
 class DomainHook:
-    def __init__(self, driver: str, name: str, op: str, stdin: BinaryIO, stdout: BinaryIO):
+    def __init__(self, driver: str, name: str, op: str, stdin: BinaryIO, stdout: BinaryIO,
+                 resources: Resources):
         self.driver = driver
         self.name = name
         self.op = op
         self.stdin = stdin
         self.stdout = stdout
-        self._config = None
+        self.resources = resources
 
     def run(self) -> int:
         handler = {
             "prepare": self.prepare,
-            "start": self.start,
             "started": self.started,
             "reconnect": self.reconnect,
             "stopped": self.stop,
@@ -98,11 +112,22 @@ class DomainHook:
 
     @property
     def config(self):
-        if self._config is None:
+        if self.resources.config is None:
             from vzlibvirt.config import load_config
 
-            self._config = load_config()
-        return self._config
+            self.resources.config = load_config()
+        return self.resources.config
+
+    @contextlib.contextmanager
+    def netlink(self):
+        """The caller's long-lived netlink socket, else one for this call."""
+        if self.resources.netlink is not None:
+            yield self.resources.netlink
+            return
+        from vzlibvirt.netlink import Netlink
+
+        with Netlink() as nl:
+            yield nl
 
     def store(self):
         from vzlibvirt.state import StateStore
@@ -127,14 +152,6 @@ class DomainHook:
 
             check_bridges_exist(domain, self.config)
 
-    def start(self, data: bytes) -> None:
-        domain = self.parse(data)
-        if not domain.managed_interfaces:
-            return
-        if not all(_device_exists(i.host_dev) for i in _host_side(domain)):
-            return  # not there yet: `started` wires
-        self._wire(domain)
-
     def started(self, data: bytes) -> None:
         key = self._quick_key(data)
         if key is not None:
@@ -158,16 +175,14 @@ class DomainHook:
         if not store.path(key).exists():
             return
         from vzlibvirt.engine import unwire
-        from vzlibvirt.netlink import Netlink
 
-        with Netlink() as nl:
+        with self.netlink() as nl:
             unwire(key, store, nl)
 
     def _wire(self, domain) -> None:
         from vzlibvirt.engine import wire
-        from vzlibvirt.netlink import Netlink
 
-        with Netlink() as nl:
+        with self.netlink() as nl:
             wire(domain, self.config, self.store(), nl)
 
     def _quick_key(self, data: bytes) -> str | None:
@@ -181,15 +196,6 @@ class DomainHook:
             return f"{self.driver}-{uuid.UUID(m.group(1).decode())}"
         except ValueError:
             return None
-
-
-def _host_side(domain):
-    """Interfaces whose host-side device we act on (not those libvirt plugs itself)."""
-    return [i for i in domain.managed_interfaces if not i.plugged_by_libvirt]
-
-
-def _device_exists(name: str | None) -> bool:
-    return _ifindex(name) is not None
 
 
 def _ifindex(name: str | None) -> int | None:
