@@ -85,7 +85,7 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
         r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
         assert r.returncode == 0
         assert r.stdout == f"{cfg}|-m vzlibvirt hook {driver} dom1 {op} begin -"
-    for op in ("stopped-not", "shutdown", "migrate-x", ""):
+    for op in ("start", "stopped-not", "shutdown", "migrate-x", ""):
         r = run_shim(text, tmp_path, "dom1", op, "end", "-")
         assert (r.returncode, r.stdout) == (0, ""), op  # Python never started
 
