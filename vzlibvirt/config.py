@@ -40,10 +40,16 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class AgentConfig:
+    socket: Path = Path("/run/vzlibvirt/agent.sock")
+
+
+@dataclass(frozen=True)
 class Config:
     routed: RoutedConfig = field(default_factory=RoutedConfig)
     bridged: BridgedConfig = field(default_factory=BridgedConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
     path: Path | None = None
 
     @property
@@ -75,7 +81,7 @@ def load_config(path: Path | None = None) -> Config:
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     where = f"config {path}" if path else "config"
-    sections = {"routed": _routed, "bridged": _bridged, "state": _state}
+    sections = {"routed": _routed, "bridged": _bridged, "state": _state, "agent": _agent}
     for key in data:
         if key not in sections:
             raise ConfigError(f"{where}: unknown section or key '{key}'")
@@ -156,7 +162,20 @@ def _state(section: dict[str, Any], name: str) -> StateConfig:
     _check_keys(section, name, StateConfig)
     if "dir" not in section:
         return StateConfig()
-    path = Path(_typed(section, name, "dir", str))
+    text = _typed(section, name, "dir", str)
+    if not text.isprintable():  # a NUL would only fail later, in the middle of a hook
+        raise ValueError(f"'{name}.dir' must not contain control characters")
+    path = Path(text)
     if not path.is_absolute():
         raise ValueError(f"'{name}.dir' must be an absolute path")
     return StateConfig(dir=path)
+
+
+def _agent(section: dict[str, Any], name: str) -> AgentConfig:
+    _check_keys(section, name, AgentConfig)
+    if "socket" not in section:
+        return AgentConfig()
+    path = Path(_typed(section, name, "socket", str))
+    if not path.is_absolute():
+        raise ValueError(f"'{name}.socket' must be an absolute path")
+    return AgentConfig(socket=path)

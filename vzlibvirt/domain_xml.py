@@ -245,6 +245,8 @@ class _DomainParser:
                               f"{source_bridge!r}")
             if itype == "bridge" and source_bridge is None:
                 raise VzError("<interface type='bridge'> has no <source bridge=...>")
+            if itype == "network" and not source_network:
+                raise VzError("<interface type='network'> has no <source network=...>")
             return Interface(**base, bridge=source_bridge or bridge, plugged_by_libvirt=True,
                              source_network=source_network, **common)
         raise VzError(f"bridged mode needs interface type ethernet, bridge or network, "
