@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("vzlibvirt.plan_cli:main", "dry run: validate a domain XML, print the plan"),
     "status": ("vzlibvirt.status:main", "show wired interfaces and whether each entry is there"),
     "reconcile": ("vzlibvirt.reconcile:main", "re-wire running domains, clean up gone ones"),
+    "agent": ("vzlibvirt.agent:main", "run the resident agent (fast hooks, re-publishing)"),
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),
     "uninstall-hooks": ("vzlibvirt.hookinstall:uninstall_main", "remove our hook shims"),
     "lab": ("vzlibvirt.lab.cli:main", "the self-contained lab: up | demo | down"),

@@ -204,3 +204,32 @@ def _unwire_locked(key: str, store: StateStore, nl: Netlink) -> Outcome:
     for line in outcome.removed:
         log.info("%s: removed %s", record.name, line)
     return outcome
+
+
+def heal_device(dev: str, store: StateStore, nl: Netlink, keys: list[str] | None = None) -> Outcome:
+    """Re-add our entries on `dev` that the kernel dropped (an administrative `link set
+    down` flushes every proxy entry of the device, permanent ones included).
+
+    Only entries recorded as ours on the device that still has the recorded ifindex are
+    touched: a device that was re-created needs `reconcile`, which re-resolves names.
+    """
+    load_plugins()
+    outcome = Outcome()
+    link = nl.link(dev)
+    if link is None:
+        return outcome
+    with store.locked():
+        for key in keys if keys is not None else store.domain_keys():
+            record = store.load(key)
+            if record is None or record.phase != "wired":
+                continue
+            for entry in record.owned_entries():
+                if getattr(entry, "dev", None) != dev or getattr(entry, "ifindex", None) \
+                        != link.index:
+                    continue
+                try:
+                    if not entry.present(nl) and entry.add(nl):
+                        outcome.added.append(f"{record.name}: {entry.describe()}")
+                except Exception as exc:
+                    log.warning("re-adding %s failed: %s", entry.describe(), error_text(exc))
+    return outcome

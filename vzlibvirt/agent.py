@@ -1,0 +1,301 @@
+"""`vzlibvirt agent`: the resident process that owns the netlink work.
+
+Why: libvirt runs the hook synchronously five times per guest life, and a Python
+process that imports lxml and pyroute2 costs ~200 ms per call; the agent imports them
+once, and the hook's thin client (hookclient.py) hands it the call over a root-only
+UNIX socket. It also watches netlink link and address events and re-publishes our
+entries the moment a device comes back up (an administrative down flushes proxy
+entries). The state files stay the single source of truth: the agent keeps nothing
+that a crash or restart could lose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import io
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+from vzlibvirt import hook as hookmod
+from vzlibvirt.config import Config, config_path, load_config
+from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
+from vzlibvirt.hookclient import decode, encode, recv_all
+from vzlibvirt.state import StateStore
+
+log = logging.getLogger("vzlibvirt.agent")
+IFF_UP = 0x1
+
+
+class AgentBusy(VzError):
+    """Another agent already serves this state dir."""
+
+
+class RecordIndex:
+    """Which wired domains have entries on which device, kept current incrementally.
+
+    Netlink events name a device; the index answers which records to heal without
+    reading every state file: a refresh lists the directory and re-reads only the
+    records whose file changed since the last look.
+    """
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._seen: dict[str, tuple[int, set[str]]] = {}  # key -> (mtime_ns, devices)
+
+    def refresh(self) -> None:
+        try:
+            names = os.listdir(self.store.domains)
+        except FileNotFoundError:
+            names = []
+        current = {}
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            key = name[:-5]
+            try:
+                mtime = os.stat(self.store.domains / name).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            old = self._seen.get(key)
+            if old is not None and old[0] == mtime:
+                current[key] = old
+                continue
+            try:
+                record = self.store.load(key)
+            except (OSError, ValueError):
+                continue
+            devs = set()
+            if record is not None:
+                for irec in record.interfaces:
+                    devs.add(irec.host_dev)
+                    devs.update(irec.neighbour_devs)
+            current[key] = (mtime, devs)
+        self._seen = current
+
+    def keys_for(self, dev: str) -> list[str]:
+        return sorted(k for k, (_, devs) in self._seen.items() if dev in devs)
+
+
+class Agent:
+    def __init__(self, config: Config, socket_path: Path | None = None):
+        self.config = config
+        self.socket_path = Path(socket_path or config.agent.socket)
+        self.store = StateStore(config.state.dir)
+        self.index = RecordIndex(self.store)
+        self.work = threading.Lock()  # one engine call at a time; each takes milliseconds
+        self.stopping = threading.Event()
+        self._config_mtime = self._mtime()
+        self._lock_fd: int | None = None
+        self._listener: socket.socket | None = None
+        from vzlibvirt.netlink import Netlink
+        from vzlibvirt.wiring import load_plugins
+
+        load_plugins()
+        self.resources = hookmod.Resources(config=config, netlink=Netlink())
+
+    # lifecycle
+    def acquire(self) -> None:
+        """Refuse to run beside another agent of the same state dir."""
+        self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.store.root / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AgentBusy(f"another agent (pid {other}) already serves {self.store.root}") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def listen(self) -> None:
+        path = self.socket_path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # stale: we hold the singleton lock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(64)
+        self._listener = sock
+
+    def serve_forever(self) -> None:
+        threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
+        log.info("agent %d listening on %s (state %s)", os.getpid(), self.socket_path,
+                 self.store.root)
+        assert self._listener is not None
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                if self.stopping.is_set():
+                    break
+                raise
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.close()
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        log.info("agent %d stopped", os.getpid())
+
+    # requests
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))[1]
+                if uid != 0:
+                    conn.sendall(encode([b"1", b"vzlibvirt: the agent serves root only\n",
+                                         b""]))
+                    return
+                fields = decode(recv_all(conn))
+                reply = self.handle(fields)
+            except (OSError, ValueError) as exc:
+                log.warning("bad request: %s", exc)
+                return
+            with contextlib.suppress(OSError):
+                conn.sendall(encode(reply))
+
+    def handle(self, fields: list[bytes]) -> list[bytes]:
+        if fields[:1] == [b"ping"]:
+            return [b"0", b"", b"pong"]
+        if len(fields) < 2 or fields[0] != b"hook":
+            return [b"2", b"vzlibvirt: unknown agent request\n", b""]
+        argv = [f.decode(errors="replace") for f in fields[1:-1]]
+        out, err = io.BytesIO(), io.StringIO()
+        with self.work:
+            self._refresh_config()
+            rc = hookmod.main(argv, stdin=io.BytesIO(fields[-1]), stdout=out, stderr=err,
+                              resources=self.resources)
+        return [str(rc).encode(), err.getvalue().encode(), out.getvalue()]
+
+    def _mtime(self) -> float | None:
+        try:
+            return (self.config.path or config_path()).stat().st_mtime
+        except OSError:
+            return None
+
+    def _refresh_config(self) -> None:
+        """Pick up an edited config file without a restart (an invalid one is kept out)."""
+        mtime = self._mtime()
+        if mtime == self._config_mtime:
+            return
+        try:
+            self.config = load_config(self.config.path)
+        except VzError as exc:
+            log.error("%s (keeping the previous config)", exc.line())
+            return
+        self._config_mtime = mtime
+        self.resources.config = self.config
+
+    # netlink events
+    def _watch_events(self) -> None:
+        from pyroute2 import IPRoute
+
+        groups = 0x1 | 0x10 | 0x100  # RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+        up: dict[int, bool] = {}
+        with IPRoute() as ipr:
+            ipr.bind(groups=groups)
+            for msg in ipr.get_links():
+                up[msg["index"]] = bool(msg["flags"] & IFF_UP)
+            while not self.stopping.is_set():
+                try:
+                    msgs = ipr.get()
+                except Exception as exc:  # a broken socket must not kill the agent
+                    log.error("netlink events: %s", exc)
+                    continue
+                devs: set[str] = set()
+                for msg in msgs:
+                    event = msg.get("event")
+                    if event == "RTM_NEWLINK":
+                        is_up = bool(msg["flags"] & IFF_UP)
+                        if is_up and not up.get(msg["index"], False):
+                            devs.add(msg.get_attr("IFLA_IFNAME"))
+                        up[msg["index"]] = is_up
+                    elif event == "RTM_DELLINK":
+                        up.pop(msg["index"], None)
+                    elif event == "RTM_NEWADDR":
+                        name = msg.get_attr("IFA_LABEL")
+                        if name:
+                            devs.add(name)
+                for dev in sorted(d for d in devs if d):
+                    self.heal(dev)
+
+    def heal(self, dev: str) -> int:
+        from vzlibvirt.engine import heal_device
+
+        self.index.refresh()
+        keys = self.index.keys_for(dev)
+        if not keys:
+            return 0
+        with self.work:
+            outcome = heal_device(dev, self.store, self.resources.netlink, keys)
+        for line in outcome.added:
+            log.info("re-published on %s: %s", dev, line)
+        return len(outcome.added)
+
+
+UNIT = """[Unit]
+Description=vzlibvirt agent: fast libvirt hook path and re-publishing of guest entries
+Before=libvirtd.service
+After=network-pre.target
+
+[Service]
+Type=simple
+ExecStart={exe} agent
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vzlibvirt agent",
+                                     description="Run the resident vzlibvirt agent.")
+    parser.add_argument("--socket", type=Path, help="override [agent] socket")
+    parser.add_argument("--print-unit", action="store_true",
+                        help="print a systemd unit for this installation and exit")
+    args = parser.parse_args(argv)
+    if args.print_unit:
+        exe = Path(sys.executable).with_name("vzlibvirt")
+        print(UNIT.format(exe=exe if exe.exists() else f"{sys.executable} -m vzlibvirt"),
+              end="")
+        return EXIT_OK
+    logging.basicConfig(level=logging.INFO, format="vzlibvirt-agent: %(message)s")
+    try:
+        agent = Agent(load_config(), args.socket)
+        agent.acquire()
+        agent.listen()
+    except VzError as exc:
+        print(exc.line(), file=sys.stderr)
+        return EXIT_REFUSED
+    signal.signal(signal.SIGTERM, agent.stop)
+    signal.signal(signal.SIGINT, agent.stop)
+    agent.serve_forever()
+    return EXIT_OK
