@@ -17,20 +17,25 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from vzlibvirt.config import load_config
+
 DEFAULT_HOOKS_DIR = Path("/etc/libvirt/hooks")
 SHIM_NAME = "50-vzlibvirt"
 MARKER = "# vzlibvirt-hook-shim"
 
 # Operations that reach Python; every other one exits 0 in the shim. `start` is not
 # among them: the engine wires at `started` (docs/wiring-point.md), so `start` has
-# nothing to do and skipping it saves one Python start per guest boot.
-DOMAIN_OPS = ("prepare", "started", "stopped", "release", "reconnect", "migrate",
-              "restore", "attach")
+# nothing to do and skipping it saves one Python start per guest boot. The XML filters
+# migrate/restore are answered by `cat` (the XML goes back unchanged).
+DOMAIN_OPS = ("prepare", "started", "stopped", "release", "reconnect")
+FILTER_OPS = ("migrate", "restore")
 DRIVER_OPS: dict[str, tuple[str, ...]] = {
     "qemu": DOMAIN_OPS,
     "lxc": DOMAIN_OPS,
     "network": ("start",),
 }
+# run by path with `python -S -E`: the client imports only builtin modules
+CLIENT = Path(__file__).with_name("hookclient.py")
 
 
 @dataclass(frozen=True)
@@ -43,16 +48,21 @@ class Change:
     first_hook: bool = False  # the driver had no hook script before: restart libvirtd
 
 
-def render(driver: str, python: str, config: str | None) -> str:
+def render(driver: str, python: str, config: str | None, agent_socket: str | None = None,
+           client: str = str(CLIENT)) -> str:
     """The shim text for DRIVER; every substituted value is shell-quoted."""
     template = resources.files("vzlibvirt").joinpath("data/shim.sh.in").read_text()
     env = ""
-    if config is not None:
-        env = f"VZLIBVIRT_CONFIG={shlex.quote(config)}\nexport VZLIBVIRT_CONFIG\n"
+    for var, value in (("VZLIBVIRT_CONFIG", config), ("VZLIBVIRT_AGENT_SOCKET", agent_socket)):
+        if value is not None:
+            env += f"{var}={shlex.quote(value)}\nexport {var}\n"
+    filters = f"    {'|'.join(FILTER_OPS)}) exec cat ;;\n" if driver != "network" else ""
     return (
         template.replace("@OPS@", "|".join(DRIVER_OPS[driver]))
+        .replace("@FILTER@", filters)
         .replace("@ENV@", env)
         .replace("@PYTHON@", shlex.quote(python))
+        .replace("@CLIENT@", shlex.quote(client))
         .replace("@DRIVER@", driver)
     )
 
@@ -89,13 +99,14 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def install(hooks_dir: Path, python: str, config: str | None) -> list[Change]:
+def install(hooks_dir: Path, python: str, config: str | None,
+            agent_socket: str | None = None) -> list[Change]:
     """Create or refresh the three shims; a foreign file at our path is an error."""
     changes = []
     for driver in DRIVER_OPS:
         ddir = hooks_dir / f"{driver}.d"
         path = ddir / SHIM_NAME
-        text = render(driver, python, config)
+        text = render(driver, python, config, agent_socket)
         if path.exists() and not is_ours(path):
             raise FileExistsError(f"{path} exists and was not written by vzlibvirt")
         first = not _has_hooks(hooks_dir, driver)
@@ -133,7 +144,8 @@ def install_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = str(Path(args.config).absolute()) if args.config else None
     try:
-        changes = install(args.hooks_dir, sys.executable, config)
+        socket_path = str(load_config(Path(config) if config else None).agent.socket)
+        changes = install(args.hooks_dir, sys.executable, config, socket_path)
     except OSError as exc:
         print(f"vzlibvirt install-hooks: {exc}", file=sys.stderr)
         return 1
@@ -146,6 +158,8 @@ def install_main(argv: list[str]) -> int:
             + ", ".join(restart)
             + " (libvirt looks for hook scripts only when it starts)"
         )
+    print(f"for fast hooks run the agent (`vzlibvirt agent`, socket {socket_path}); "
+          "`vzlibvirt agent --print-unit` prints a systemd unit for it")
     return 0
 
 

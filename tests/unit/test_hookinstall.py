@@ -84,7 +84,10 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
     for op in hi.DOMAIN_OPS:
         r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
         assert r.returncode == 0
-        assert r.stdout == f"{cfg}|-m vzlibvirt hook {driver} dom1 {op} begin -"
+        assert r.stdout == f"{cfg}|-S -E {hi.CLIENT} {driver} dom1 {op} begin -"
+    for op in hi.FILTER_OPS:  # XML filters: the XML comes back unchanged, no Python
+        r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
+        assert (r.returncode, r.stdout) == (0, "<domain/>")
     for op in ("start", "stopped-not", "shutdown", "migrate-x", ""):
         r = run_shim(text, tmp_path, "dom1", op, "end", "-")
         assert (r.returncode, r.stdout) == (0, ""), op  # Python never started
@@ -93,7 +96,7 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
 def test_shim_network_only_start(tmp_path, fake_python):
     text = hi.render("network", str(fake_python), None)
     r = run_shim(text, tmp_path, "default", "start", "begin", "-")
-    assert r.stdout == "|-m vzlibvirt hook network default start begin -"
+    assert r.stdout == f"|-S -E {hi.CLIENT} network default start begin -"
     for op in ("started", "stopped", "port-created", "updated"):
         assert run_shim(text, tmp_path, "default", op, "begin", "-").stdout == ""
 
@@ -101,6 +104,6 @@ def test_shim_network_only_start(tmp_path, fake_python):
 def test_shim_uses_this_interpreter(tmp_path):
     hi.install(tmp_path, "/opt/py/bin/python3", None)
     text = (tmp_path / "qemu.d" / "50-vzlibvirt").read_text()
-    assert "exec /opt/py/bin/python3 -m vzlibvirt hook qemu \"$@\"" in text
+    assert f"exec /opt/py/bin/python3 -S -E {hi.CLIENT} qemu \"$@\"" in text
     assert "VZLIBVIRT_CONFIG" not in text
     assert os.access(tmp_path / "qemu.d" / "50-vzlibvirt", os.X_OK)
