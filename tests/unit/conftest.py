@@ -84,10 +84,10 @@ class Cli:
 
     def run(self, *args: str, stdin: bytes = b"", timeout: float = 30,
             python_opts: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
-            **env: str) -> Result:
+            cwd: Path | None = None, **env: str) -> Result:
         p = subprocess.run([*prefix, *self.cmd(*args, python_opts=python_opts)], input=stdin,
                            capture_output=True, env=self.env(**env), timeout=timeout,
-                           cwd=self.root)
+                           cwd=cwd or self.root)
         return Result(tuple(args), p.returncode, p.stdout,
                       p.stderr.decode("utf-8", errors="replace"))
 
