@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "agent": ("vzlibvirt.agent:main", "run the resident agent (fast hooks, re-publishing)"),
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),
     "uninstall-hooks": ("vzlibvirt.hookinstall:uninstall_main", "remove our hook shims"),
+    "bridge": ("vzlibvirt.bridge_admin:main", "bridge create NAME [--uplink DEV] | delete NAME"),
     "lab": ("vzlibvirt.lab.cli:main", "the self-contained lab: up | demo | down"),
 }
 

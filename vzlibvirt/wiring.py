@@ -61,4 +61,4 @@ def plugin_for(iface: Interface) -> InterfaceWiring:
 
 def load_plugins() -> None:
     """Import every mode module; each registers its plugin and its entry types."""
-    from vzlibvirt import routed  # noqa: F401
+    from vzlibvirt import bridged, routed  # noqa: F401
