@@ -68,10 +68,12 @@ def snapshot(lab: Lab) -> Leftovers:
             continue
         if state != "Z" and any(comm.startswith(n[:15]) for n in LAB_PROCESS_NAMES):
             procs.add(int(p))
-    # other namespaces' /run/netns mounts (concurrent tests of other suites) are not ours
+    # Not ours: other suites' namespaces, and /run/netns itself, which iproute2 turns
+    # into a shared mount point the first time any namespace is added on a machine.
     mounts = frozenset(m for m in (line.split()[4] for line in Path("/proc/self/mountinfo")
                                    .read_text().splitlines())
-                       if not m.startswith("/run/netns/") or m.startswith("/run/netns/vzlab-"))
+                       if m != "/run/netns" and (not m.startswith("/run/netns/")
+                                                 or m.startswith("/run/netns/vzlab-")))
     candidates = [str(lab.paths.root), *S.LIBVIRT_DIRS.values(),
                   *(str(c / "machine") for c in Path("/sys/fs/cgroup").glob("*"))]
     files = frozenset(c for c in candidates if os.path.exists(c))
