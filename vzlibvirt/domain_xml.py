@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from vzlibvirt import XMLNS
+from vzlibvirt import MAX_XML_BYTES, XMLNS
 from vzlibvirt.addresses import AddressError, parse_guest_ip, parse_ifname, parse_mac
 from vzlibvirt.errors import VzError
 from vzlibvirt.model import (
@@ -27,7 +27,6 @@ from vzlibvirt.model import (
     Mode,
 )
 
-MAX_XML_BYTES = 1 << 20
 NS = f"{{{XMLNS}}}"
 _DEFAULT_MODE = {Driver.LXC: Mode.ROUTED, Driver.QEMU: Mode.BRIDGED}
 _DOMAIN_TYPES = {"lxc": Driver.LXC, "kvm": Driver.QEMU, "qemu": Driver.QEMU}

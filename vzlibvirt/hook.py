@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from vzlibvirt import MAX_XML_BYTES
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
 
 log = logging.getLogger("vzlibvirt")
@@ -75,8 +76,6 @@ def _setup_logging() -> None:
 
 
 def _read(stdin: BinaryIO) -> bytes:
-    from vzlibvirt.domain_xml import MAX_XML_BYTES
-
     data = stdin.read(MAX_XML_BYTES + 1)
     if len(data) > MAX_XML_BYTES:
         raise VzError(f"XML input is larger than {MAX_XML_BYTES} bytes")
@@ -134,6 +133,10 @@ class DomainHook:
 
         return StateStore(self.config.state.dir)
 
+    def record_path(self, key: str):
+        """Where the state record of `key` lives (without importing the state module)."""
+        return self.config.state.dir / "domains" / f"{key}.json"
+
     def parse(self, data: bytes):
         from vzlibvirt.domain_xml import parse_domain
         from vzlibvirt.model import Driver
@@ -171,9 +174,9 @@ class DomainHook:
 
     def stop(self, data: bytes) -> None:
         key = self._quick_key(data) or self.parse(data).key
+        if not self.record_path(key).exists():
+            return  # nothing recorded: a refused start, or the second of stopped/release
         store = self.store()
-        if not store.path(key).exists():
-            return
         from vzlibvirt.engine import unwire
 
         with self.netlink() as nl:

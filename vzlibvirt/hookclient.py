@@ -71,8 +71,13 @@ def in_process(argv, data):
     import site
 
     site.main()
-    from vzlibvirt.hook import main
-
+    # the package this file belongs to, wherever it is installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        from vzlibvirt.hook import main
+    except ImportError as exc:
+        sys.stderr.write(f"vzlibvirt: cannot load the engine: {exc}\n")
+        return 1
     return main(argv, stdin=io.BytesIO(data))
 
 

@@ -4,8 +4,10 @@ Layout under the state dir (default /run/vzlibvirt, so a reboot starts clean):
   domains/<driver>-<uuid>.json   one record per wired domain, written atomically
   ips/<ip>                       which domain holds a guest IP (O(1) conflict checks)
   lock                           host-wide flock around every change
-Each write goes to a temporary file that is fsynced and renamed into place, so a crash
-leaves either the old or the new record, never half of one.
+Each write goes to a temporary file that is renamed into place, so a process killed at
+any point leaves either the old or the new record, never half of one. Nothing is
+fsynced: the state describes kernel entries that do not survive a reboot either, so it
+belongs on a tmpfs (/run) and only has to be consistent against process crashes.
 """
 
 from __future__ import annotations
@@ -151,7 +153,6 @@ class StateStore:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
-        _fsync_dir(self.domains)
 
     def domain_keys(self) -> list[str]:
         if not self.domains.is_dir():
@@ -181,8 +182,13 @@ class StateStore:
         return Claim(key, name)
 
     def claim(self, ip: str, key: str, name: str) -> None:
-        self._ensure_dirs()
-        _atomic_write(self._claim_path(ip), f"{key}\n{name}".encode())
+        data = f"{key}\n{name}".encode()
+        try:
+            if self._claim_path(ip).read_bytes() == data:
+                return
+        except FileNotFoundError:
+            self._ensure_dirs()
+        _atomic_write(self._claim_path(ip), data)
 
     def release(self, ip: str, key: str) -> None:
         path = self._claim_path(ip)
@@ -199,16 +205,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

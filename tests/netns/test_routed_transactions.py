@@ -70,12 +70,12 @@ def test_failure_at_each_wiring_step_leaves_host_as_before(topo, vz, guest, tmp_
     vz.stop("lxc", "ct1", xml, topo.host)
     # the stop left device settings on; every attempt starts from this same state
     baseline = host_snapshot(topo)
-    steps = _steps(vz, topo, xml, "start", tmp_path)
+    steps = _steps(vz, topo, xml, "started", tmp_path)
     vz.stop("lxc", "ct1", xml, topo.host)
     assert host_snapshot(topo) == baseline
     assert len(steps) >= 8, steps
     for n, step in enumerate(steps, start=1):
-        r = vz.hook("lxc", "ct1", "start", xml, ns=topo.host, VZLIBVIRT_FAULT=f"fail:{n}")
+        r = vz.hook("lxc", "ct1", "started", xml, ns=topo.host, VZLIBVIRT_FAULT=f"fail:{n}")
         assert r.rc == 1, (step, r.stderr)
         assert r.stderr.count("\n") == 1 and "injected failure" in r.stderr
         assert "domain 'ct1'" in r.stderr
@@ -89,7 +89,7 @@ def test_failure_at_each_step_on_a_fresh_host(topo, vz, guest, tmp_path):
     on; a failure at any step turns every one of them back."""
     g, xml = guest
     before = host_snapshot(topo)
-    steps = _steps(vz, topo, xml, "start", tmp_path)
+    steps = _steps(vz, topo, xml, "started", tmp_path)
     assert len(steps) >= 19, steps
     for n, step in enumerate(steps, start=1):
         topo.close()
@@ -98,7 +98,7 @@ def test_failure_at_each_step_on_a_fresh_host(topo, vz, guest, tmp_path):
         topo.guests.clear()
         topo.add_guest("ct1", IPS)
         before = host_snapshot(topo)
-        r = vz.hook("lxc", "ct1", "start", xml, ns=topo.host, VZLIBVIRT_FAULT=f"fail:{n}")
+        r = vz.hook("lxc", "ct1", "started", xml, ns=topo.host, VZLIBVIRT_FAULT=f"fail:{n}")
         assert r.rc == 1 and "injected failure" in r.stderr, step
         assert host_snapshot(topo) == before, f"host changed after failing at {step}"
         assert vz.records() == []
@@ -116,21 +116,28 @@ def test_sigkill_at_each_step_then_next_hook_heals(topo, vz, guest, tmp_path):
     topo.ip(topo.host, "neigh", "add", "proxy", "198.51.100.150", "dev", "enp0s5")
     vz.start("lxc", "ct1", xml, topo.host)  # settings on, so every round has the same steps
     vz.stop("lxc", "ct1", xml, topo.host)
-    wire_steps = _steps(vz, topo, xml, "start", tmp_path)
+    wire_steps = _steps(vz, topo, xml, "started", tmp_path)
     unwire_steps = _steps(vz, topo, xml, "stopped", tmp_path)
     clean = host_snapshot(topo)
     assert clean["proxy"] == ["198.51.100.150 dev enp0s5 proxy "]
     for n, step in enumerate(wire_steps, start=1):
-        r = vz.hook("lxc", "ct1", "start", xml, ns=topo.host, VZLIBVIRT_FAULT=f"kill:{n}")
+        r = vz.hook("lxc", "ct1", "started", xml, ns=topo.host, VZLIBVIRT_FAULT=f"kill:{n}")
         assert r.rc == -9, (step, r.rc, r.stderr)
-        # libvirt would call `started` next (or `reconnect`): it must complete the wiring
-        r = vz.hook("lxc", "ct1", "started", xml, ns=topo.host)
+        # a guest kept running is made whole by the next re-apply (reconnect, reconcile)
+        r = vz.hook("lxc", "ct1", "reconnect", xml, ns=topo.host)
         assert r.rc == 0, (step, r.stderr)
         _desired_check(topo, vz, g)
+        # a start that libvirt aborts is followed by stopped + release: all of it goes
         vz.stop("lxc", "ct1", xml, topo.host)
         snap = host_snapshot(topo)
         assert snap["proxy"] == clean["proxy"] and snap["routes4"] == clean["routes4"], step
         assert snap["routes6"] == clean["routes6"], step
+        # and straight from the killed wiring to libvirt's stop sequence
+        r = vz.hook("lxc", "ct1", "started", xml, ns=topo.host, VZLIBVIRT_FAULT=f"kill:{n}")
+        assert r.rc == -9, (step, r.rc, r.stderr)
+        vz.stop("lxc", "ct1", xml, topo.host)
+        assert host_snapshot(topo) == snap, step
+        assert vz.records() == []
     vz.start("lxc", "ct1", xml, topo.host)
     for n, step in enumerate(unwire_steps, start=1):
         r = vz.hook("lxc", "ct1", "stopped", xml, ns=topo.host, VZLIBVIRT_FAULT=f"kill:{n}")

@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Hook cost: the five calls of one guest life, vzlibvirt against a bare shell hook.
+
+Run as root: `make bench` (or `python bench/hook_cost.py`). Everything happens in
+throw-away network namespaces. For each host size (1 guest, then 1,001: the measured
+guest plus 1,000 routed guests wired beforehand) it times, in one run side by side:
+  shell   a bare /bin/sh hook doing the routed work with `ip`/`sysctl` (9 commands)
+  inproc  vzlibvirt's shim with no agent (the client runs the engine in-process)
+  agent   vzlibvirt's shim with the resident agent
+each as libvirt runs it: prepare, start, started, stopped, release, XML on stdin,
+libvirt's minimal environment. It also times `reconcile` of 1,000 guests and how soon
+the agent has every proxy entry back after the uplink comes up. Figures are printed,
+never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
+       ("release", "end"))
+GUEST_IP = "198.51.100.250"
+SHELL_HOOK = """#!/bin/sh
+# the bare shell hook: routed wiring of one IP with ip/sysctl, nothing else
+DEV=vnb0 IP=@IP@
+case "$2" in
+started)
+    sysctl -qw net.ipv4.ip_forward=1
+    sysctl -qw net.ipv4.conf.$DEV.proxy_arp=1
+    ip link set $DEV up
+    ip addr add 169.254.0.1/32 dev $DEV
+    ip route add $IP/32 dev $DEV
+    ip neigh add proxy $IP dev enp0s5 ;;
+stopped)
+    ip neigh del proxy $IP dev enp0s5
+    ip route del $IP/32 dev $DEV
+    ip addr del 169.254.0.1/32 dev $DEV ;;
+esac
+exit 0
+""".replace("@IP@", GUEST_IP)
+LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
+
+
+def outer(args) -> int:
+    from tests.nettopo import Topology
+
+    topo = Topology(tag="bench" + os.urandom(2).hex())
+    try:
+        topo.up()
+        p = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
+                            "--inner", "--rounds", str(args.rounds), "--guests",
+                            args.guests], stdout=subprocess.PIPE, text=True)
+        if p.returncode != 0:
+            return p.returncode
+        report(json.loads(p.stdout.splitlines()[-1]))
+    finally:
+        topo.close()
+    return 0
+
+
+def report(res: dict) -> None:
+    print(f"\nhook cost, five calls per guest life (median of {res['rounds']} rounds, ms)")
+    print(f"{'guests on host':>15} {'shell':>8} {'inproc':>8} {'agent':>8} "
+          f"{'inproc/shell':>13} {'agent/shell':>12}")
+    sizes = sorted(res["sizes"], key=int)
+    for n in sizes:
+        r = res["sizes"][n]
+        print(f"{n:>15} {r['shell']:8.1f} {r['inproc']:8.1f} {r['agent']:8.1f} "
+              f"{r['inproc'] / r['shell']:13.2f}x {r['agent'] / r['shell']:11.2f}x")
+    if len(sizes) > 1:
+        a, b = res["sizes"][sizes[0]], res["sizes"][sizes[-1]]
+        print(f"growth {sizes[0]} -> {sizes[-1]} guests: shell {b['shell'] / a['shell']:.2f}x, "
+              f"inproc {b['inproc'] / a['inproc']:.2f}x, agent {b['agent'] / a['agent']:.2f}x")
+    for key, text in (("reconcile_steady_s", "reconcile, 1,000 guests, nothing to do"),
+                      ("reconcile_heal_s", "reconcile, 1,000 guests, all proxy entries lost"),
+                      ("republish_s", "agent: uplink up -> all 1,000 proxy entries back")):
+        if key in res:
+            print(f"{text}: {res[key]:.3f} s")
+
+
+# ---- inside the host namespace ---------------------------------------------------------
+
+def inner(args) -> int:
+    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.hookinstall import install
+
+    sizes = sorted({int(n) for n in args.guests.split(",")})
+    work = Path(tempfile.mkdtemp(prefix="vzbench-"))
+    state = work / "state"
+    sock = work / "agent.sock"
+    config = work / "vzlibvirt.toml"
+    config.write_text(f'[state]\ndir = "{state}"\n[agent]\nsocket = "{sock}"\n'
+                      '[routed]\nneighbour_devs = ["enp0s5"]\nconflict_probe = false\n')
+    install(work / "hooks", sys.executable, str(config), str(sock))
+    shim = work / "hooks" / "lxc.d" / "50-vzlibvirt"
+    shell = work / "shell-hook"
+    shell.write_text(SHELL_HOOK)
+    shell.chmod(0o755)
+    _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
+    xml = domain_xml("bench", interfaces=[routed("52:54:00:be:00:01", [GUEST_IP],
+                                                 target="vnb0", native=True)])
+    env_cfg = {"VZLIBVIRT_CONFIG": str(config)}
+    res: dict = {"rounds": args.rounds, "sizes": {}}
+    wired = 1
+    fillers: list[bytes] = []
+    for n in sizes:
+        if n > wired:
+            t0 = time.perf_counter()
+            fillers += add_fillers(wired - 1, n - 1, config)
+            print(f"wired {n - wired} filler guests in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr)
+            wired = n
+        row = {"shell": measure([str(shell)], xml, {}, args.rounds)}
+        row["inproc"] = measure([str(shim)], xml, {"VZLIBVIRT_AGENT_SOCKET": "none"},
+                                args.rounds, env_cfg)
+        agent = start_agent(config, sock)
+        try:
+            row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
+        finally:
+            stop_agent(agent)
+        res["sizes"][str(n)] = row
+        print(f"{n} guests: {row}", file=sys.stderr)
+    if fillers:
+        res.update(reconcile_and_republish(config, sock, fillers))
+    print(json.dumps(res))
+    return 0
+
+
+def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
+    env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
+    totals = []
+    for _ in range(rounds + 1):
+        t0 = time.perf_counter()
+        for op, sub in OPS:
+            p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
+                               capture_output=True)
+            if p.returncode != 0:
+                raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
+        totals.append(time.perf_counter() - t0)
+    return statistics.median(totals[1:]) * 1000  # the first round warms caches
+
+
+def add_fillers(start: int, stop: int, config: Path) -> list[bytes]:
+    """Routed guests wired through the engine in this process, as a full host has them."""
+    from pyroute2 import IPRoute
+
+    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.config import load_config
+    from vzlibvirt.domain_xml import parse_domain
+    from vzlibvirt.engine import wire
+    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.state import StateStore
+
+    cfg = load_config(config)
+    store = StateStore(cfg.state.dir)
+    xmls = []
+    with IPRoute() as ipr, Netlink() as nl:
+        for i in range(start, stop):
+            dev = f"vf{i}"
+            ipr.link("add", ifname=dev, kind="veth", peer=f"vfp{i}")
+            ips = [f"2001:db8:f::{i + 1:x}"]
+            if i < 250:
+                ips.append(f"203.0.113.{i + 1}")
+            x = domain_xml(f"filler{i}", interfaces=[routed(f"52:54:01:00:{i >> 8:02x}:"
+                                                            f"{i & 255:02x}", ips, target=dev,
+                                                            native=True)])
+            wire(parse_domain(x, gateways=cfg.gateways, require_uuid=True), cfg, store, nl)
+            xmls.append(x)
+    return xmls
+
+
+def start_agent(config: Path, sock: Path) -> subprocess.Popen:
+    env = {**os.environ, "VZLIBVIRT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "vzlibvirt", "agent"], env=env,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("the agent did not come up")
+        time.sleep(0.02)
+    return proc
+
+
+def stop_agent(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> dict:
+    from pyroute2 import IPRoute
+
+    from vzlibvirt.config import load_config
+    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.reconcile import reconcile
+
+    cfg = load_config(config)
+    out = {}
+    with Netlink() as nl:
+        t0 = time.perf_counter()
+        reconcile(cfg, {"lxc": fillers}, nl)
+        out["reconcile_steady_s"] = time.perf_counter() - t0
+        _sh("ip", "link", "set", "enp0s5", "down")
+        _sh("ip", "link", "set", "enp0s5", "up")
+        t0 = time.perf_counter()
+        r = reconcile(cfg, {"lxc": fillers}, nl)
+        out["reconcile_heal_s"] = time.perf_counter() - t0
+        assert len(r.rewired) == len(fillers), "reconcile did not re-publish every guest"
+    want = _proxy_count()
+    agent = start_agent(config, sock)
+    try:
+        with IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname="enp0s5")[0]
+            ipr.link("set", index=idx, state="down")
+            assert _proxy_count() == 0
+            t0 = time.perf_counter()
+            ipr.link("set", index=idx, state="up")
+            while _proxy_count() < want:
+                if time.perf_counter() - t0 > 30:
+                    raise SystemExit("the agent did not re-publish within 30 s")
+                time.sleep(0.005)
+            out["republish_s"] = time.perf_counter() - t0
+    finally:
+        stop_agent(agent)
+    return out
+
+
+def _proxy_count() -> int:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return sum(1 for m in ipr.get_neighbours(family=0, flags=8))
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--guests", default="1,1001", help="host sizes, comma-separated")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/hook_cost.py needs root (it builds network namespaces)", file=sys.stderr)
+        return 2
+    return inner(args) if args.inner else outer(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
