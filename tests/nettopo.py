@@ -181,3 +181,93 @@ def host_snapshot(topo: Topology) -> dict[str, object]:
         "sysctl": sorted(s for s in sysctls if any(k in s for k in keep)
                          and ".stable_secret" not in s),
     }
+
+
+# bridged mode (issue 4): guests that own their MAC and sit on the LAN subnet
+
+def add_bridged_guest(topo: Topology, name: str, cidr: str, host_dev: str | None = None,
+                      guest_dev: str = "eth0", mac: str | None = None) -> Guest:
+    """A guest namespace behind a veth, configured as a bridged guest configures itself:
+    an address on the LAN subnet, no gateway (Computer X is on-link)."""
+    ip = cidr.split("/")[0]
+    g = topo.add_guest(name, [ip], host_dev=host_dev, guest_dev=guest_dev, mac=mac,
+                       configure=False)
+    fam = ["-6"] if ":" in ip else []
+    topo.ip(g.ns, *fam, "addr", "add", cidr, "dev", g.guest_dev, *(["nodad"] if fam else []))
+    return g
+
+
+UDP_LISTEN = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print('ready', flush=True)
+s.settimeout(float(sys.argv[3]))
+try:
+    data, addr = s.recvfrom(2048)
+    print('got', addr[0], data.decode(), flush=True)
+except socket.timeout:
+    print('none', flush=True)
+"""
+
+UDP_SEND = r"""
+import socket, sys, time
+fam = socket.AF_INET6 if ':' in sys.argv[2] else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+if sys.argv[1] != '-':
+    s.bind((sys.argv[1], 0))
+for _ in range(int(sys.argv[4])):
+    try:
+        s.sendto(b'vzt-probe', (sys.argv[2], int(sys.argv[3])))
+    except OSError:
+        pass
+    time.sleep(0.2)
+"""
+
+
+def udp_reaches(topo: Topology, src_ns: str, src_ip: str | None, dst_ns: str, dst: str,
+                listen: str = "0.0.0.0", port: int = 40404, tries: int = 10) -> str | None:
+    """Send a few datagrams from `src_ns` (bound to `src_ip`) to `dst` (an address or a
+    broadcast); the source address the listener in `dst_ns` saw, or None. Bounded: the
+    listener gives up after the sender's last try."""
+    import subprocess
+    import sys
+
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", dst_ns, sys.executable, "-c", UDP_LISTEN, listen, str(port),
+         str(tries * 0.2 + 2)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        topo.exec(src_ns, sys.executable, "-c", UDP_SEND, src_ip or "-", dst, str(port),
+                  str(tries), timeout=tries + 20)
+        out, _ = listener.communicate(timeout=tries + 20)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+    line = out.strip()
+    return line.split()[1] if line.startswith("got") else None
+
+
+def link_master(topo: Topology, ns: str, dev: str) -> str | None:
+    out = topo.ip(ns, "-o", "link", "show", dev)
+    parts = out.split()
+    return parts[parts.index("master") + 1] if "master" in parts else None
+
+
+def nft_elements(topo: Topology, set_name: str) -> list:
+    """The elements of one set of our `bridge vzlibvirt` table ([] when it is absent)."""
+    import json
+
+    kind = "map" if set_name == "ports" else "set"
+    r = topo.exec(topo.host, "nft", "-j", "list", kind, "bridge", "vzlibvirt", set_name)
+    if r.returncode != 0:
+        assert b"No such file" in r.stderr, r.stderr
+        return []
+    for obj in json.loads(r.stdout)["nftables"]:
+        body = obj.get("set") or obj.get("map")
+        if body is not None:
+            return body.get("elem", [])
+    return []

@@ -60,3 +60,17 @@ def routed(mac: str, ips: list[str], target: str | None = None, guest: str = "ve
     else:
         iface["vz"] = {"mode": "routed", "ips": ips}
     return iface
+
+
+def bridged(mac: str, target: str | None = None, guest: str | None = "netif1",
+            ips: list[str] | None = None, filter: str | None = None,
+            isolated: str | None = None, bridge: str | None = None,
+            type: str = "ethernet", source_bridge: str | None = None,
+            mode: str | None = "bridged") -> dict:
+    """A bridged interface: type='ethernet' (we plug it) or type='bridge' (libvirt does)."""
+    vz = {"mode": mode, "ips": ips or [], "filter": filter, "isolated": isolated,
+          "bridge": bridge}
+    iface = {"mac": mac, "type": type, "target": target, "guest": guest, "vz": vz}
+    if source_bridge:
+        iface["source_bridge"] = source_bridge
+    return iface
