@@ -20,15 +20,30 @@ def _mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
+_sockets: dict[str, socket.socket] = {}
+
+
+def _socket(kind: str) -> socket.socket:
+    """One socket per kind for the life of the process: closing a packet socket waits for
+    an RCU grace period (~10 ms), which a long-lived agent should pay once, not per guest."""
+    s = _sockets.get(kind)
+    if s is None:
+        if kind == "arp":
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        else:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        _sockets[kind] = s
+    return s
+
+
 def gratuitous_arp(ifindex: int, mac: str, ip: str) -> None:
     src = _mac_bytes(mac)
     addr = ipaddress.IPv4Address(ip).packed
     frame = BROADCAST + src + struct.pack("!H", ETH_P_ARP)
     frame += struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)  # ethernet, IPv4, request
     frame += src + addr + b"\x00" * 6 + addr
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
-        s.bind((_ifname(ifindex), 0))
-        s.send(frame)
+    _socket("arp").sendto(frame, (_ifname(ifindex), ETH_P_ARP))
 
 
 def unsolicited_na(ifindex: int, mac: str, ip: str) -> None:
@@ -36,10 +51,9 @@ def unsolicited_na(ifindex: int, mac: str, ip: str) -> None:
     # type 136, code 0, checksum (kernel fills it), flags: Override (not Router/Solicited)
     msg = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + target
     msg += struct.pack("!BB", 2, 1) + _mac_bytes(mac)  # target link-layer address option
-    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-        s.sendto(msg, ("ff02::1", 0, 0, ifindex))
+    s = _socket("na")
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+    s.sendto(msg, ("ff02::1", 0, 0, ifindex))
 
 
 def _ifname(ifindex: int) -> str:

@@ -60,13 +60,13 @@ def check_claims(domain: Domain, store: StateStore) -> None:
 
 def wire(domain: Domain, config: Config, store: StateStore, nl: Netlink) -> Outcome:
     load_plugins()
-    with store.locked():
+    with store.locked(), nl.transaction():
         return _Wiring(domain, config, store, nl).run()
 
 
 def unwire(key: str, store: StateStore, nl: Netlink) -> Outcome:
     load_plugins()
-    with store.locked():
+    with store.locked(), nl.transaction():
         return _unwire_locked(key, store, nl)
 
 
@@ -218,7 +218,7 @@ def heal_device(dev: str, store: StateStore, nl: Netlink, keys: list[str] | None
     link = nl.link(dev)
     if link is None:
         return outcome
-    with store.locked():
+    with store.locked(), nl.transaction():
         for key in keys if keys is not None else store.domain_keys():
             record = store.load(key)
             if record is None or record.phase != "wired":

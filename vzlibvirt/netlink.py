@@ -8,9 +8,11 @@ really has netlink work to do.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -104,6 +106,18 @@ class Netlink:
 
     def __init__(self) -> None:
         self.ipr = IPRoute()
+        self._links: dict[object, Link | None] | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Netlink]:
+        """Memoise link lookups for one wire/unwire: entries ask about the same few
+        devices over and over, and nothing else renames or re-creates them meanwhile
+        (our own link changes drop the memo)."""
+        self._links = {}
+        try:
+            yield self
+        finally:
+            self._links = None
 
     def close(self) -> None:
         self.ipr.close()
@@ -116,31 +130,38 @@ class Netlink:
 
     # links
     def link(self, name: str) -> Link | None:
-        try:
-            msgs = self.ipr.link("get", ifname=name)
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                return None
-            raise
-        return _link(msgs[0])
+        return self._get_link(("name", name), {"ifname": name})
 
     def link_by_index(self, index: int) -> Link | None:
+        return self._get_link(("index", index), {"index": index})
+
+    def _get_link(self, key, query) -> Link | None:
+        if self._links is not None and key in self._links:
+            return self._links[key]
         try:
-            msgs = self.ipr.link("get", index=index)
+            link = _link(self.ipr.link("get", **query)[0])
         except NetlinkError as exc:
-            if exc.code in _GONE:
-                return None
-            raise
-        return _link(msgs[0])
+            if exc.code not in _GONE:
+                raise
+            link = None
+        if self._links is not None:
+            self._links[key] = link
+        return link
 
     def links(self) -> list[Link]:
         return [_link(m) for m in self.ipr.get_links()]
 
     def set_up(self, index: int) -> None:
+        self.forget_links()
         self.ipr.link("set", index=index, state="up")
 
     def set_down(self, index: int) -> None:
+        self.forget_links()
         self.ipr.link("set", index=index, state="down")
+
+    def forget_links(self) -> None:
+        if self._links is not None:
+            self._links.clear()
 
     # addresses
     def addr_add(self, index: int, address: str, prefixlen: int, family: int) -> bool:
