@@ -32,6 +32,7 @@ from vzlibvirt.state import StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
+MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
 
 
 class AgentBusy(VzError):
@@ -168,12 +169,11 @@ class Agent:
             try:
                 uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                                           struct.calcsize("3i")))[1]
+                request = recv_all(conn, MAX_REQUEST)
                 if uid != 0:
-                    conn.sendall(encode([b"1", b"vzlibvirt: the agent serves root only\n",
-                                         b""]))
-                    return
-                fields = decode(recv_all(conn))
-                reply = self.handle(fields)
+                    reply = [b"1", b"vzlibvirt: the agent serves root only\n", b""]
+                else:
+                    reply = self.handle(decode(request))
             except (OSError, ValueError) as exc:
                 log.warning("bad request: %s", exc)
                 return
@@ -183,14 +183,16 @@ class Agent:
     def handle(self, fields: list[bytes]) -> list[bytes]:
         if fields[:1] == [b"ping"]:
             return [b"0", b"", b"pong"]
-        if len(fields) < 2 or fields[0] != b"hook":
+        if len(fields) < 3 or fields[0] != b"hook":
             return [b"2", b"vzlibvirt: unknown agent request\n", b""]
-        argv = [f.decode(errors="replace") for f in fields[1:-1]]
+        env = dict(kv.decode(errors="replace").partition("=")[::2]
+                   for kv in fields[1].split(b"\0") if b"=" in kv)
+        argv = [f.decode(errors="replace") for f in fields[2:-1]]
         out, err = io.BytesIO(), io.StringIO()
         with self.work:
             self._refresh_config()
             rc = hookmod.main(argv, stdin=io.BytesIO(fields[-1]), stdout=out, stderr=err,
-                              resources=self.resources)
+                              resources=self.resources, env=env)
         return [str(rc).encode(), err.getvalue().encode(), out.getvalue()]
 
     def _mtime(self) -> float | None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
@@ -41,7 +43,8 @@ class Resources:
 
 
 def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
-         stderr: TextIO | None = None, resources: Resources | None = None) -> int:
+         stderr: TextIO | None = None, resources: Resources | None = None,
+         env: Mapping[str, str] | None = None) -> int:
     """Entry point; never lets a traceback escape (libvirt shows stderr to the user)."""
     err = stderr if stderr is not None else sys.stderr
     if len(argv) < 3:
@@ -59,7 +62,8 @@ def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None
             from vzlibvirt.network_hook import run_network_hook
 
             return run_network_hook(obj, op, _read(stdin))
-        return DomainHook(driver, obj, op, stdin, stdout, resources or Resources()).run()
+        return DomainHook(driver, obj, op, stdin, stdout, resources or Resources(),
+                          os.environ if env is None else env).run()
     except VzError as exc:
         print(exc.with_context(domain=obj if driver != "network" else None).line(), file=err)
         return EXIT_REFUSED
@@ -84,13 +88,14 @@ def _read(stdin: BinaryIO) -> bytes:
 
 class DomainHook:
     def __init__(self, driver: str, name: str, op: str, stdin: BinaryIO, stdout: BinaryIO,
-                 resources: Resources):
+                 resources: Resources, env: Mapping[str, str]):
         self.driver = driver
         self.name = name
         self.op = op
         self.stdin = stdin
         self.stdout = stdout
         self.resources = resources
+        self.env = env  # the shim's call context (VZLIBVIRT_DOMAIN_UUID, _STATE_DIR)
 
     def run(self) -> int:
         handler = {
@@ -148,6 +153,7 @@ class DomainHook:
     def prepare(self, data: bytes) -> None:
         from vzlibvirt.engine import check_claims
 
+        self._check_shim()
         domain = self.parse(data)
         if domain.managed_interfaces:
             check_claims(domain, self.store())
@@ -173,7 +179,7 @@ class DomainHook:
             self._wire(domain)
 
     def stop(self, data: bytes) -> None:
-        key = self._quick_key(data) or self.parse(data).key
+        key = self._env_key() or self._quick_key(data) or self.parse(data).key
         if not self.record_path(key).exists():
             return  # nothing recorded: a refused start, or the second of stopped/release
         store = self.store()
@@ -187,6 +193,26 @@ class DomainHook:
 
         with self.netlink() as nl:
             wire(domain, self.config, self.store(), nl)
+
+    def _env_key(self) -> str | None:
+        """The shim read the <uuid> itself (and so consumed the XML) for stop operations."""
+        text = self.env.get("VZLIBVIRT_DOMAIN_UUID")
+        if not text:
+            return None
+        import uuid
+
+        try:
+            return f"{self.driver}-{uuid.UUID(text)}"
+        except ValueError:
+            raise VzError(f"invalid domain UUID {text[:40]!r} from the hook shim") from None
+
+    def _check_shim(self) -> None:
+        """Shims bake in the state dir; a config changed since install-hooks would make
+        them look for records in the wrong place, so refuse to start guests until then."""
+        baked = self.env.get("VZLIBVIRT_STATE_DIR")
+        if baked is not None and baked != str(self.config.state.dir):
+            raise VzError(f"the hook shims look for state in {baked}, the config says "
+                          f"{self.config.state.dir}: run 'vzlibvirt install-hooks' again")
 
     def _quick_key(self, data: bytes) -> str | None:
         """The state key without lxml: libvirt's own formatting puts <uuid> up front."""

@@ -3,7 +3,8 @@
 The shim runs this file by path with `python -S -E`, so it must import nothing but
 builtin modules: Python's start plus this file costs ~9 ms, where importing lxml and
 pyroute2 would cost ~200 ms. The wire format is a list of netstrings
-(b"<len>:<bytes>,"): request [b"hook", *argv, xml], reply [rc, stderr, stdout].
+(b"<len>:<bytes>,"): request [b"hook", env, *argv, xml], reply [rc, stderr, stdout],
+where env carries the shim's VZLIBVIRT_* call context as NUL-separated K=V pairs.
 When no agent answers the connect, the same call runs in this process (slower, same
 result), so a host without the agent still works.
 """
@@ -13,6 +14,7 @@ import os
 import sys
 
 MAX_XML = 1 << 20
+FORWARDED_ENV = ("VZLIBVIRT_DOMAIN_UUID", "VZLIBVIRT_STATE_DIR")
 DEFAULT_SOCKET = "/run/vzlibvirt/agent.sock"
 TIMEOUT = 120.0  # a wire takes milliseconds; this only guards against a wedged agent
 
@@ -39,12 +41,15 @@ def decode(buf):
     return fields
 
 
-def recv_all(sock):
-    chunks = []
+def recv_all(sock, limit=None):
+    chunks, size = [], 0
     while True:
         chunk = sock.recv(65536)
         if not chunk:
             return b"".join(chunks)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ValueError("message too large")
         chunks.append(chunk)
 
 
@@ -57,7 +62,9 @@ def ask_agent(path, argv, data):
             sock.connect(path)
         except OSError:
             return None
-        sock.sendall(encode([b"hook", *[a.encode() for a in argv], data]))
+        env = b"\0".join(f"{k}={os.environ[k]}".encode() for k in FORWARDED_ENV
+                         if k in os.environ)
+        sock.sendall(encode([b"hook", env, *[a.encode() for a in argv], data]))
         sock.shutdown(_socket.SHUT_WR)
         rc, err, out = decode(recv_all(sock))
         return int(rc), err, out

@@ -27,8 +27,24 @@ MARKER = "# vzlibvirt-hook-shim"
 # among them: the engine wires at `started` (docs/wiring-point.md), so `start` has
 # nothing to do and skipping it saves one Python start per guest boot. The XML filters
 # migrate/restore are answered by `cat` (the XML goes back unchanged).
-DOMAIN_OPS = ("prepare", "started", "stopped", "release", "reconnect")
+DOMAIN_OPS = ("prepare", "started", "reconnect")
 FILTER_OPS = ("migrate", "restore")
+# stopped/release start Python only when a state record exists for the domain: the shell
+# reads the <uuid> (libvirt writes it third line) and hands it on, since it consumed stdin
+STOP_OPS = ("stopped", "release")
+STOP_CASE = """    {ops})
+        uuid=
+        while IFS= read -r line; do
+            case $line in *"<uuid>"*) uuid=${{line#*<uuid>}}; uuid=${{uuid%%</uuid>*}}; break ;;
+            esac
+        done
+        case $uuid in ''|*[!0-9a-fA-F-]*)
+            echo "vzlibvirt: domain '$1': no valid <uuid> in the hook's XML" >&2; exit 1 ;;
+        esac
+        [ -e {domains}/{driver}-"$uuid".json ] || exit 0
+        VZLIBVIRT_DOMAIN_UUID=$uuid
+        export VZLIBVIRT_DOMAIN_UUID ;;
+"""
 DRIVER_OPS: dict[str, tuple[str, ...]] = {
     "qemu": DOMAIN_OPS,
     "lxc": DOMAIN_OPS,
@@ -49,17 +65,27 @@ class Change:
 
 
 def render(driver: str, python: str, config: str | None, agent_socket: str | None = None,
-           client: str = str(CLIENT)) -> str:
-    """The shim text for DRIVER; every substituted value is shell-quoted."""
+           state_dir: str | None = None, client: str = str(CLIENT)) -> str:
+    """The shim text for DRIVER; every substituted value is shell-quoted.
+
+    The state dir is baked in for the stop check; the hook refuses to start guests when
+    it no longer matches the config (install-hooks must run again after a change)."""
     template = resources.files("vzlibvirt").joinpath("data/shim.sh.in").read_text()
+    state_dir = state_dir or str(load_config(Path(config) if config else None).state.dir)
     env = ""
-    for var, value in (("VZLIBVIRT_CONFIG", config), ("VZLIBVIRT_AGENT_SOCKET", agent_socket)):
+    for var, value in (("VZLIBVIRT_CONFIG", config), ("VZLIBVIRT_AGENT_SOCKET", agent_socket),
+                       ("VZLIBVIRT_STATE_DIR", state_dir)):
         if value is not None:
             env += f"{var}={shlex.quote(value)}\nexport {var}\n"
-    filters = f"    {'|'.join(FILTER_OPS)}) exec cat ;;\n" if driver != "network" else ""
+    filters = stop = ""
+    if driver != "network":
+        filters = f"    {'|'.join(FILTER_OPS)}) exec cat ;;\n"
+        stop = STOP_CASE.format(ops="|".join(STOP_OPS), driver=driver,
+                                domains=shlex.quote(str(Path(state_dir) / "domains")))
     return (
         template.replace("@OPS@", "|".join(DRIVER_OPS[driver]))
         .replace("@FILTER@", filters)
+        .replace("@STOP@", stop)
         .replace("@ENV@", env)
         .replace("@PYTHON@", shlex.quote(python))
         .replace("@CLIENT@", shlex.quote(client))
@@ -100,13 +126,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def install(hooks_dir: Path, python: str, config: str | None,
-            agent_socket: str | None = None) -> list[Change]:
+            agent_socket: str | None = None, state_dir: str | None = None) -> list[Change]:
     """Create or refresh the three shims; a foreign file at our path is an error."""
     changes = []
     for driver in DRIVER_OPS:
         ddir = hooks_dir / f"{driver}.d"
         path = ddir / SHIM_NAME
-        text = render(driver, python, config, agent_socket)
+        text = render(driver, python, config, agent_socket, state_dir)
         if path.exists() and not is_ours(path):
             raise FileExistsError(f"{path} exists and was not written by vzlibvirt")
         first = not _has_hooks(hooks_dir, driver)
@@ -144,8 +170,10 @@ def install_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = str(Path(args.config).absolute()) if args.config else None
     try:
-        socket_path = str(load_config(Path(config) if config else None).agent.socket)
-        changes = install(args.hooks_dir, sys.executable, config, socket_path)
+        cfg = load_config(Path(config) if config else None)
+        socket_path = str(cfg.agent.socket)
+        changes = install(args.hooks_dir, sys.executable, config, socket_path,
+                          str(cfg.state.dir))
     except OSError as exc:
         print(f"vzlibvirt install-hooks: {exc}", file=sys.stderr)
         return 1

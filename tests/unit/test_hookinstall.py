@@ -93,6 +93,37 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
         assert (r.returncode, r.stdout) == (0, ""), op  # Python never started
 
 
+UUID = "0b1f6a2e-1d6c-4a55-9c8d-2f1e7d6c0a01"
+XML = f"<domain type='kvm' id='3'>\n  <name>dom1</name>\n  <uuid>{UUID}</uuid>\n</domain>\n"
+
+
+@pytest.mark.parametrize("driver", ["qemu", "lxc"])
+def test_shim_stop_ops_start_python_only_for_recorded_domains(driver, tmp_path, fake_python):
+    """stopped/release: the shell reads the <uuid> and looks for the state record."""
+    state = tmp_path / "state dir"
+    text = hi.render(driver, str(fake_python), None, state_dir=str(state))
+    shim = tmp_path / "shim"
+    shim.write_text(text.replace('"$VZLIBVIRT_CONFIG"', '"$VZLIBVIRT_DOMAIN_UUID"'))
+    shim.chmod(0o755)
+    fake_python.write_text('#!/bin/sh\nprintf "%s|%s" "$VZLIBVIRT_DOMAIN_UUID" "$*"\n')
+
+    def run(op, xml=XML):
+        return subprocess.run([str(shim), "dom1", op, "end", "-"], capture_output=True,
+                              text=True, input=xml, env={"PATH": "/sbin:/usr/bin:/sbin:/bin"})
+
+    for op in hi.STOP_OPS:  # no record: nothing to remove, Python never starts
+        assert (run(op).returncode, run(op).stdout) == (0, "")
+    (state / "domains").mkdir(parents=True)
+    (state / "domains" / f"{driver}-{UUID}.json").write_text("{}")
+    for op in hi.STOP_OPS:
+        r = run(op)
+        assert (r.returncode, r.stdout) == (0, f"{UUID}|-S -E {hi.CLIENT} {driver} dom1 {op} "
+                                                "end -")
+    for bad in ("<domain><name>x</name></domain>", f"<uuid>../../{UUID}</uuid>"):
+        r = run("stopped", bad)
+        assert r.returncode == 1 and "no valid <uuid>" in r.stderr and r.stdout == ""
+
+
 def test_shim_network_only_start(tmp_path, fake_python):
     text = hi.render("network", str(fake_python), None)
     r = run_shim(text, tmp_path, "default", "start", "begin", "-")
