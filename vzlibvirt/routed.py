@@ -8,11 +8,13 @@ wiring, the neighbour devices announce each IP so the LAN learns it at once.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from vzlibvirt import announce
 from vzlibvirt.errors import ConflictError, VzError
 from vzlibvirt.model import Interface, Mode
 from vzlibvirt.plan import routed_entries
+from vzlibvirt.probe import probe
 from vzlibvirt.state import InterfaceRecord
 from vzlibvirt.wiring import InterfaceWiring, WireContext, register
 
@@ -35,6 +37,9 @@ class RoutedWiring(InterfaceWiring):
         for ip in guest_ips:
             self._refuse_host_owned(ctx, ip, link.index)
         neighbours = self._neighbours(ctx, iface, link.index, previous)
+        if ctx.config.routed.conflict_probe:
+            known = set(previous.ips) if previous else set()
+            self._probe_lan(ctx, [ip for ip in guest_ips if ip not in known], neighbours)
         return InterfaceRecord(
             mac=iface.mac or "", mode=self.mode.value, host_dev=link.name,
             ifindex=link.index, ips=guest_ips,
@@ -58,6 +63,26 @@ class RoutedWiring(InterfaceWiring):
                     announce.announce(link.index, link.mac, ip)
                 except OSError as exc:  # an announcement is a courtesy, not a guarantee
                     log.warning("announcing %s on %s failed: %s", ip, name, exc)
+
+    @staticmethod
+    def _probe_lan(ctx: WireContext, ips: list[str], neighbours: list[tuple[str, int]]) -> None:
+        """Refuse an IP that someone on the LAN already answers for (probes run in
+        parallel, so the wait is one timeout however many IPs and devices)."""
+        jobs = []
+        for name, _ in neighbours:
+            link = ctx.nl.link(name)
+            if link is None or not link.up or not link.mac:
+                continue
+            jobs += [(name, link.mac, ip) for ip in ips]
+        if not jobs:
+            return
+        timeout = ctx.config.routed.probe_timeout_ms
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
+            answers = list(pool.map(lambda j: probe(j[0], j[1], j[2], timeout), jobs))
+        for (name, _, ip), other in zip(jobs, answers, strict=True):
+            if other is not None:
+                raise ConflictError(f"IP {ip} is already in use on the LAN "
+                                    f"(answered by {other} on {name})")
 
     @staticmethod
     def _refuse_host_owned(ctx: WireContext, ip: str, own_index: int) -> None:
