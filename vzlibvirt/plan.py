@@ -117,4 +117,5 @@ def describe_plan(domain: Domain, config: Config) -> list[str]:
                 lines.append(f"    allowed IP {ip}")
         else:
             lines.append(f"  interface {iface.label}: type {iface.type}, left alone")
-    return lines
+    # names and types come from the XML: no newlines or terminal escapes in the output
+    return ["".join(c if c.isprintable() else "?" for c in line) for line in lines]
