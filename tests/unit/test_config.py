@@ -191,14 +191,24 @@ def test_state_dir_with_control_characters_is_refused(tmp_path, dir_text):
     assert "'state.dir'" in refusal(tmp_path, f"[state]\ndir = {dir_text}")
 
 
-def test_bad_config_refuses_the_hook_with_one_line_naming_the_key(cli):
-    cli.write_config("[routed]\nanounce = true\n")
+@pytest.mark.parametrize("extra,reason", [
+    ("[routed]\nanounce = true\n", "unknown key 'routed.anounce'"),
+    ("[dhcpp]\n", "unknown section or key 'dhcpp'"),
+    ("[routed]\nprobe_timeout_ms = '200'\n", "'routed.probe_timeout_ms' must be int, not str"),
+    ("[routed]\nannounce = \"yes\"\n", "'routed.announce' must be bool, not str"),
+    ("[routed]\nneighbour_devs = \"eth0\"\n", "'routed.neighbour_devs' must be"),
+    ("[bridged]\nbridge = \"$(reboot) now\"\n", "bridge '$(reboot) now' is not a valid"),
+    ("[routed\n", "not valid TOML"),
+])
+def test_bad_config_refuses_hook_and_plan_with_one_line(cli, extra, reason):
+    cli.write_config(extra)
     from tests.xmlgen import domain_xml, routed
 
     xml = domain_xml("ct", interfaces=[routed("52:54:00:aa:00:01", ["198.51.100.7"])])
-    r = cli.hook("lxc", "ct", "prepare", xml)
-    line = r.assert_refused("unknown key 'routed.anounce'", domain="ct")
+    hook, plan = cli.run_many([(("hook", "lxc", "ct", "prepare", "begin", "-"), xml),
+                               (("plan", "-"), xml)], workers=2)
+    line = hook.assert_refused(reason, domain="ct")
     assert str(cli.config) in line
-    p = cli.plan("-", stdin=xml)
-    p.assert_refused("unknown key 'routed.anounce'")
+    assert plan.assert_refused(reason) == line.replace("vzlibvirt: domain 'ct': ",
+                                                       "vzlibvirt: ")
     assert cli.applied() == []
