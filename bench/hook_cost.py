@@ -236,10 +236,10 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> d
 
 
 def _proxy_count() -> int:
-    from pyroute2 import IPRoute
+    from vzlibvirt.netlink import Netlink
 
-    with IPRoute() as ipr:
-        return sum(1 for m in ipr.get_neighbours(family=0, flags=8))
+    with Netlink() as nl:
+        return len(nl.proxy_entries())
 
 
 def _sh(*args: str) -> None:

@@ -9,6 +9,7 @@ really has netlink work to do.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import socket
@@ -251,6 +252,17 @@ class Netlink:
         info = self.route_match(dst, prefixlen)
         return info is not None and info.oif == oif
 
+    def proxy_entries(self) -> set[tuple[str, int]]:
+        """(address, ifindex) of every proxy entry, IPv4 and IPv6 (one dump each)."""
+        out = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            # NTF_PROXY must be in the request (the kernel then dumps the proxy table);
+            # an explicit dump_filter keeps pyroute2 from turning it into a match filter
+            for m in self.ipr.neigh("dump", family=family, flags=NTF_PROXY,
+                                    dump_filter=lambda _m: True):
+                out.add((m.get_attr("NDA_DST"), m["ifindex"]))
+        return out
+
 
     # bridges and ports (bridged mode, `vzlibvirt bridge`)
     def bridge_add(self, name: str, mac: str | None, mtu: int | None) -> int:
@@ -409,3 +421,87 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, NetlinkError):
         return f"{os.strerror(exc.code)} ({errno.errorcode.get(exc.code, '?')})"
     return str(exc)
+
+
+class BulkView:
+    """A Netlink whose presence questions are answered from one dump of each table.
+
+    `reconcile` and the agent's re-publishing ask about thousands of entries at once;
+    one dump per table instead of one request per entry keeps that linear in the number
+    of entries with a small constant. Changes go to the kernel and into the view.
+    """
+
+    def __init__(self, nl: Netlink):
+        self.nl = nl
+        self.ipr = nl.ipr
+        links = [_link(m) for m in nl.ipr.get_links()]
+        self._by_name = {link.name: link for link in links}
+        self._by_index = {link.index: link for link in links}
+        self._addrs = {(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                       for m in nl.ipr.get_addr()}
+        self._pneigh = nl.proxy_entries()
+        self._routes = {(m.get_attr("RTA_DST"), m["dst_len"], m.get_attr("RTA_OIF"))
+                        for fam in (socket.AF_INET, socket.AF_INET6)
+                        for m in nl.ipr.get_routes(family=fam, table=254)
+                        if m.get_attr("RTA_DST") is not None}
+
+    def __getattr__(self, name):  # everything not answered here goes to the kernel
+        return getattr(self.nl, name)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[BulkView]:
+        yield self
+
+    def link(self, name: str) -> Link | None:
+        return self._by_name.get(name)
+
+    def link_by_index(self, index: int) -> Link | None:
+        return self._by_index.get(index)
+
+    def set_up(self, index: int) -> None:
+        self.nl.set_up(index)
+        link = self._by_index.get(index)
+        if link is not None:
+            up = dataclasses.replace(link, up=True)
+            self._by_index[index] = self._by_name[link.name] = up
+
+    def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
+        return (index, address, prefixlen) in self._addrs
+
+    def addr_add(self, index: int, address: str, prefixlen: int, family: int) -> bool:
+        created = self.nl.addr_add(index, address, prefixlen, family)
+        self._addrs.add((index, address, prefixlen))
+        return created
+
+    def route_present(self, dst: str, prefixlen: int, oif: int) -> bool:
+        return (dst, prefixlen, oif) in self._routes
+
+    def route_add(self, dst: str, prefixlen: int, oif: int) -> bool:
+        created = self.nl.route_add(dst, prefixlen, oif)
+        if created:
+            self._routes.add((dst, prefixlen, oif))
+        return created
+
+    def pneigh_present(self, dst: str, index: int) -> bool:
+        return (dst, index) in self._pneigh
+
+    def pneigh_add(self, dst: str, index: int) -> bool:
+        if (dst, index) in self._pneigh:
+            return False
+        family = AF[6 if ":" in dst else 4]
+        self.nl.ipr.neigh("add", dst=dst, ifindex=index, flags=NTF_PROXY, state=NUD_PERMANENT,
+                          family=family)
+        self._pneigh.add((dst, index))
+        return True
+
+    def addr_del(self, index: int, address: str, prefixlen: int) -> bool:
+        self._addrs.discard((index, address, prefixlen))
+        return self.nl.addr_del(index, address, prefixlen)
+
+    def route_del(self, dst: str, prefixlen: int, oif: int) -> bool:
+        self._routes.discard((dst, prefixlen, oif))
+        return self.nl.route_del(dst, prefixlen, oif)
+
+    def pneigh_del(self, dst: str, index: int) -> bool:
+        self._pneigh.discard((dst, index))
+        return self.nl.pneigh_del(dst, index)

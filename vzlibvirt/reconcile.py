@@ -66,10 +66,12 @@ def reconcile(config: Config, domains_by_driver: dict[str, list[bytes]], nl) -> 
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.engine import unwire, wire
     from vzlibvirt.model import Driver
+    from vzlibvirt.netlink import BulkView
     from vzlibvirt.state import StateStore
 
     store = StateStore(config.state.dir)
     report = Report()
+    nl = BulkView(nl)  # presence answered from one dump per table, not a request per entry
     alive: set[str] = set()
     for driver, xmls in domains_by_driver.items():
         for data in xmls:
