@@ -135,6 +135,9 @@ class Agent:
 
     def serve_forever(self) -> None:
         threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
+        from vzlibvirt.dnsmasq import start_in_thread
+
+        self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
         log.info("agent %d listening on %s (state %s)", os.getpid(), self.socket_path,
                  self.store.root)
         assert self._listener is not None
@@ -156,6 +159,8 @@ class Agent:
             self._listener.close()
 
     def close(self) -> None:
+        if getattr(self, "dhcp", None) is not None:
+            self.dhcp.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         if self._lock_fd is not None:

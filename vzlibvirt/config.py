@@ -45,11 +45,22 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class DhcpConfig:
+    """DHCPv4 for routed VMs from a managed dnsmasq (docs/dhcp.md)."""
+
+    enable: bool = False
+    interface: str = "vnet*"  # dnsmasq interface pattern: the routed VM taps, never the uplink
+    lease_time: int = 3600
+    dns_servers: tuple[ipaddress.IPv4Address, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     routed: RoutedConfig = field(default_factory=RoutedConfig)
     bridged: BridgedConfig = field(default_factory=BridgedConfig)
     state: StateConfig = field(default_factory=StateConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
     path: Path | None = None
 
     @property
@@ -81,7 +92,8 @@ def load_config(path: Path | None = None) -> Config:
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     where = f"config {path}" if path else "config"
-    sections = {"routed": _routed, "bridged": _bridged, "state": _state, "agent": _agent}
+    sections = {"routed": _routed, "bridged": _bridged, "state": _state, "agent": _agent,
+                "dhcp": _dhcp}
     for key in data:
         if key not in sections:
             raise ConfigError(f"{where}: unknown section or key '{key}'")
@@ -179,3 +191,34 @@ def _agent(section: dict[str, Any], name: str) -> AgentConfig:
     if not path.is_absolute():
         raise ValueError(f"'{name}.socket' must be an absolute path")
     return AgentConfig(socket=path)
+
+
+def _dhcp(section: dict[str, Any], name: str) -> DhcpConfig:
+    _check_keys(section, name, DhcpConfig)
+    kw: dict[str, Any] = {}
+    if "enable" in section:
+        kw["enable"] = _typed(section, name, "enable", bool)
+    if "interface" in section:
+        text = _typed(section, name, "interface", str)
+        # it lands in dnsmasq's config file: a name with '*' wildcards, nothing else
+        if not 1 <= len(text) <= 15 or not all(c.isalnum() or c in "*._-" for c in text):
+            raise ValueError(f"'{name}.interface' must be an interface name pattern "
+                             f"(letters, digits, '.', '_', '-', '*'; at most 15)")
+        kw["interface"] = text
+    if "lease_time" in section:
+        secs = _typed(section, name, "lease_time", int)
+        if not 120 <= secs <= 31_536_000:  # dnsmasq's minimum is two minutes
+            raise ValueError(f"'{name}.lease_time' must be between 120 and 31536000 seconds")
+        kw["lease_time"] = secs
+    if "dns_servers" in section:
+        value = section["dns_servers"]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"'{name}.dns_servers' must be a list of IPv4 addresses")
+        try:
+            servers = tuple(ipaddress.IPv4Address(v) for v in value)
+        except ValueError:
+            raise ValueError(f"'{name}.dns_servers' must be a list of IPv4 addresses") from None
+        if any(ip.is_unspecified or ip.is_multicast for ip in servers):
+            raise ValueError(f"'{name}.dns_servers' must hold unicast addresses")
+        kw["dns_servers"] = servers
+    return DhcpConfig(**kw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vzlibvirt.config import Config
+from vzlibvirt.dhcp import DhcpHost, dhcp_dir
 from vzlibvirt.entries import (
     Address,
     DeviceSysctl,
@@ -27,6 +28,7 @@ def routed_entries(
     ips: Sequence[GuestIP],
     neighbours: Sequence[tuple[str, int]],
     config: Config,
+    dhcp_mac: str | None = None,
 ) -> list[Entry]:
     """Entries for one routed interface, in the order they are added.
 
@@ -70,6 +72,10 @@ def routed_entries(
     for ip in ips:
         for name, nidx in neighbours:
             out.append(ProxyNeighbour(name, nidx, str(ip.address)))
+    v4 = [ip for ip in ips if ip.version == 4]
+    if dhcp_mac and v4 and config.dhcp.enable:  # a VM's DHCP client gets its first IPv4
+        out.append(DhcpHost(str(dhcp_dir(config.state.dir)), dev, dhcp_mac.lower(),
+                            str(v4[0].address)))
     return out
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vzlibvirt import announce
 from vzlibvirt.errors import ConflictError, VzError
-from vzlibvirt.model import Interface, Mode
+from vzlibvirt.model import Driver, Interface, Mode
 from vzlibvirt.plan import routed_entries
 from vzlibvirt.probe import probe
 from vzlibvirt.state import InterfaceRecord
@@ -48,8 +48,9 @@ class RoutedWiring(InterfaceWiring):
 
     def entries(self, ctx, iface, record):
         neighbours = [(name, ctx.nl.link(name).index) for name in record.neighbour_devs]
+        vm = ctx.domain.driver is Driver.QEMU  # containers get their IPs from libvirt
         return routed_entries(record.host_dev, record.ifindex, iface.ips, neighbours,
-                              ctx.config)
+                              ctx.config, dhcp_mac=iface.mac if vm else None)
 
     def after_wire(self, ctx, iface, record) -> None:
         if not ctx.config.routed.announce:

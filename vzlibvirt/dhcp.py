@@ -1,0 +1,137 @@
+"""DHCP host entries: one "MAC,tag:TAP,IP" line per routed VM interface in dnsmasq's
+hosts file, so a stock cloud image's DHCP client gets its /32 with no guest-side work.
+
+The line is an Entry like a route: the state record lists it, stop removes it, and the
+supervisor (dnsmasq.py) rebuilds the whole file from the records when it (re)starts
+dnsmasq. dnsmasq re-reads the hosts file on SIGHUP, so a guest start or stop costs one
+atomic rewrite and one signal, never a restart. `tag:TAP` makes dnsmasq answer the MAC
+only on its own tap. Writers run under the state store's lock (engine, heal, rebuild).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from vzlibvirt.entries import Entry, register
+
+HOSTS = "hosts"
+PIDFILE = "dnsmasq.pid"
+
+
+def dhcp_dir(state_dir: Path) -> Path:
+    return Path(state_dir) / "dhcp"
+
+
+def host_line(mac: str, tap: str, ip: str) -> str:
+    return f"{mac.lower()},tag:{tap},{ip}"
+
+
+def read_hosts(directory: Path) -> list[str]:
+    try:
+        text = (Path(directory) / HOSTS).read_text()
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def ensure_dir(directory: Path) -> Path:
+    """The dhcp dir, readable by dnsmasq after it drops root to `nobody`.
+
+    dnsmasq re-reads the hosts file as that user on SIGHUP, so the dir and file are
+    world-readable (MACs and IPs only) and the state root gets o+x (traverse, not list).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o755)
+    parent = directory.parent
+    mode = parent.stat().st_mode & 0o7777
+    if mode & 0o011 != 0o011:
+        os.chmod(parent, mode | 0o011)
+    return directory
+
+
+def write_hosts(directory: Path, lines: list[str]) -> None:
+    """Replace the hosts file atomically: dnsmasq never reads half of it."""
+    directory = ensure_dir(directory)
+    path = directory / HOSTS
+    tmp = directory / f".{HOSTS}.{os.getpid()}.tmp"
+    data = "".join(f"{line}\n" for line in lines).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, 0o644)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def dnsmasq_pid(directory: Path) -> int | None:
+    """The pid of our running dnsmasq, checked against /proc so a recycled pid is never
+    signalled."""
+    try:
+        pid = int((Path(directory) / PIDFILE).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not cmdline.split(b"\0")[0].endswith(b"dnsmasq") or \
+            str(directory).encode() not in cmdline:
+        return None
+    return pid
+
+
+def reload(directory: Path) -> bool:
+    """SIGHUP dnsmasq so it re-reads the hosts file; False when none runs (the supervisor
+    rebuilds the file when it starts one)."""
+    pid = dnsmasq_pid(directory)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGHUP)
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class DhcpHost(Entry):
+    """dnsmasq hands `ip`/32 to `mac` on `tap`; `dir` is where the hosts file lives (the
+    record carries it, so stop needs no config)."""
+
+    kind: ClassVar[str] = "dhcp-host"
+    dir: str
+    tap: str
+    mac: str
+    ip: str
+
+    @property
+    def line(self) -> str:
+        return host_line(self.mac, self.tap, self.ip)
+
+    def present(self, nl) -> bool:
+        return self.line in read_hosts(Path(self.dir))
+
+    def add(self, nl) -> bool:
+        lines = read_hosts(Path(self.dir))
+        if self.line in lines:
+            return False
+        write_hosts(Path(self.dir), [*lines, self.line])
+        reload(Path(self.dir))
+        return True
+
+    def remove(self, nl) -> bool:
+        lines = read_hosts(Path(self.dir))
+        if self.line not in lines:
+            return False
+        write_hosts(Path(self.dir), [line for line in lines if line != self.line])
+        reload(Path(self.dir))
+        return True
+
+    def describe(self) -> str:
+        return f"dhcp host {self.mac} -> {self.ip}/32 on {self.tap}"
+
+
+register(DhcpHost)
