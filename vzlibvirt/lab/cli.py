@@ -17,6 +17,8 @@ def main(argv: list[str]) -> int:
     up = sub.add_parser("up", help="build images (cached) and start the lab; idempotent")
     up.add_argument("--no-hooks", action="store_true",
                     help="do not install the vzlibvirt hooks (lab debugging only)")
+    up.add_argument("--no-agent", action="store_true",
+                    help="no resident agent: every hook runs the engine in-process")
     demo = sub.add_parser("demo", help="up, run the seed's host-routed setups, down")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
@@ -29,7 +31,7 @@ def main(argv: list[str]) -> int:
     lab = Lab()
     try:
         if args.cmd == "up":
-            lab.up(hooks=not args.no_hooks)
+            lab.up(hooks=not args.no_hooks, agent=not args.no_agent)
         elif args.cmd == "down":
             lab.down()
         elif args.cmd == "status":

@@ -134,20 +134,25 @@ def stop_libvirtd(paths: LabPaths, timeout: float = 20) -> None:
     pidfile(paths, "libvirtd").unlink(missing_ok=True)
 
 
-def wait_ready(paths: LabPaths, timeout: float = 30) -> None:
+def wait_ready(paths: LabPaths, timeout: float = 90) -> None:
     """Until both drivers answer on the lab socket."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        procs = [run(["virsh", "-c", paths.uri(d), "version"], check=False, timeout=10)
-                 for d in ("qemu", "lxc")]
-        if all(p.returncode == 0 for p in procs):
+        try:
+            answers = [run(["virsh", "-c", paths.uri(d), "version"], check=False, timeout=15)
+                       for d in ("qemu", "lxc")]
+        except LabError as exc:  # a virsh that hangs while libvirtd starts: try again
+            last = str(exc)
+            continue
+        if all(a.returncode == 0 for a in answers):
             return
-        last = " / ".join(p.stderr.strip() for p in procs if p.returncode)
+        last = " / ".join(a.stderr.strip() for a in answers if a.returncode)
         time.sleep(0.2)
     tail = ""
-    for name in ("daemons.out", "libvirtd.log"):
-        log = paths.lab("log") / name
+    for log in (paths.lab("log") / "daemons.out", paths.lab("log") / "libvirtd.log",
+                paths.lab("log") / "agent.log", paths.root / "hook-calls.log"):
+        name = log.name
         if log.exists():
             tail += f"--- {name}\n" + log.read_text()[-1500:]
     raise LabError(f"libvirtd did not come up in {timeout}s: {last}\n{tail}")

@@ -24,6 +24,7 @@ class Guest:
     vz_metadata: bool = True  # LXC: False = native <ip> only, no <vz:network>
     mode: str = "routed"
     labels: dict[str, str] = field(default_factory=dict)
+    dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
 
     @property
     def driver(self) -> str:
@@ -100,7 +101,8 @@ def container_xml(g: Guest, rootfs: Path) -> str:
 
 def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = False) -> str:
     """A routed QEMU guest; its IPs reach the initramfs init on the kernel command line."""
-    cmdline = f"console=ttyS0 quiet panic=-1 vzip={','.join(g.ips)} vzgw={GATEWAY4}"
+    net = "vz.dhcp=1" if g.dhcp else f"vzip={','.join(g.ips)} vzgw={GATEWAY4}"
+    cmdline = f"console=ttyS0 quiet panic=-1 {net}"
     return f"""<domain type={_q('kvm' if kvm else 'qemu')}>
   <name>{g.name}</name>
   {vz_metadata(g, with_ips=True)}

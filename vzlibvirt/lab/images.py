@@ -30,6 +30,8 @@ ROOTFS_DIRS = ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run")
 # The VM's /init. Kernel cmdline: vzip=A[,B...] (v4 and v6), vzgw=169.254.0.1,
 # vzgw6=fe80::1. Prints VZLAB-READY once configured and, every 2 s, whether the host
 # gateway answers (VZLAB-GW-OK / VZLAB-GW-FAIL): that is how tests see "VM pings GW".
+# With vz.dhcp=1 instead of vzip, only busybox udhcpc configures eth0 (as a cloud image
+# would): it prints VZLAB-DHCP with what it got, or VZLAB-DHCP-RETRY per failed round.
 VM_INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -44,20 +46,44 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
   [ $left = 0 ] && break
 done
 for w in $(cat /proc/cmdline); do
-  case $w in vzip=*) IPS=${w#vzip=};; vzgw=*) GW=${w#vzgw=};; vzgw6=*) GW6=${w#vzgw6=};; esac
+  case $w in vzip=*) IPS=${w#vzip=};; vzgw=*) GW=${w#vzgw=};; vzgw6=*) GW6=${w#vzgw6=};;
+    vz.dhcp=1) DHCP=1;; esac
 done
 GW=${GW:-169.254.0.1}; GW6=${GW6:-fe80::1}
 ip link set lo up
 ip link set eth0 up
-for a in $(echo "$IPS" | tr , ' '); do
-  case $a in
-    *:*) ip -6 addr add $a/128 dev eth0 nodad ;;
-    *) ip addr add $a/32 dev eth0 ;;
-  esac
-done
-ip route add $GW dev eth0 scope link
-ip route add default via $GW dev eth0
-ip -6 route add default via $GW6 dev eth0 2>/dev/null
+if [ "$DHCP" = 1 ]; then
+  cat > /tmp/dhcp.sh <<'EOS'
+#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    echo "VZLAB-DHCP ip=$ip mask=$mask router=$router staticroutes=$staticroutes"
+    set -- $staticroutes
+    while [ $# -ge 2 ]; do
+      if [ "$2" = 0.0.0.0 ]; then ip route add "$1" dev "$interface" scope link
+      else ip route add "$1" via "$2" dev "$interface"; fi
+      shift 2
+    done ;;
+esac
+EOS
+  chmod +x /tmp/dhcp.sh
+  until udhcpc -i eth0 -s /tmp/dhcp.sh -q -n -t 4 -T 1 -A 1 -O staticroutes
+  do echo VZLAB-DHCP-RETRY; done
+  IPS=$(ip -o -4 addr show dev eth0 | sed 's/.* inet \([^/]*\).*/\1/')
+else
+  for a in $(echo "$IPS" | tr , ' '); do
+    case $a in
+      *:*) ip -6 addr add $a/128 dev eth0 nodad ;;
+      *) ip addr add $a/32 dev eth0 ;;
+    esac
+  done
+  ip route add $GW dev eth0 scope link
+  ip route add default via $GW dev eth0
+  ip -6 route add default via $GW6 dev eth0 2>/dev/null
+fi
 echo "VZLAB-READY ips=$IPS"
 n=0
 while :; do

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hookinstall
+from . import agent as lab_agent
 from . import daemon, guests, images, procs, topology
 from . import settings as S
 from .settings import LabPaths
@@ -41,6 +42,12 @@ neighbour_devs = ["{uplink}"]
 
 [state]
 dir = "{state}"
+
+[dhcp]
+enable = true                 # the agent runs dnsmasq for routed VMs (docs/dhcp.md)
+
+[agent]
+socket = "{agent_socket}"
 """
 
 REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "libvirtd", "virtlogd", "virsh", "ping",
@@ -82,7 +89,8 @@ class Lab:
             and self.virsh("lxc", "version", check=False).returncode == 0
         )
 
-    def up(self, *, python: str | None = None, hooks: bool = True) -> None:
+    def up(self, *, python: str | None = None, hooks: bool = True,
+           agent: bool = True) -> None:
         """Idempotent: a healthy lab is left alone; a broken or half one is removed first;
         a failed `up` removes what it made before raising."""
         check_prerequisites()
@@ -94,13 +102,13 @@ class Lab:
             progress("leftovers of an earlier lab found: taking them down first")
             self.down()
         try:
-            self._up(python or sys.executable, hooks)
+            self._up(python or sys.executable, hooks, agent)
         except BaseException:
             progress("lab up failed: cleaning up")
             self.down(quiet=True)
             raise
 
-    def _up(self, python: str, hooks: bool) -> None:
+    def _up(self, python: str, hooks: bool, agent: bool) -> None:
         p = self.paths
         rec = Record()
         for key in S.LIBVIRT_DIRS:
@@ -126,7 +134,8 @@ class Lab:
         rec.new_cgroups = [str(Path(c) / "machine") for c in sorted(Path("/sys/fs/cgroup")
                            .glob("*")) if c.is_dir() and not (c / "machine").exists()]
         rec.save(p.record)
-        p.config.write_text(TOML.format(uplink=S.UPLINK, state=p.state))
+        p.config.write_text(TOML.format(uplink=S.UPLINK, state=p.state,
+                                         agent_socket=lab_agent.socket_path(p)))
         daemon.write_configs(p)
         self._install_hooks(python, hooks)
         progress("starting the lab's private libvirtd (virtlogd + libvirtd)")
@@ -134,12 +143,16 @@ class Lab:
         pid = daemon.read_pid(p, "libvirtd")
         rec.mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt") if pid else None
         rec.save(p.record)
+        if hooks and agent:
+            progress("starting the vzlibvirt agent in the lab host")
+            self.start_agent(python)
         progress(f"lab up: virsh -c '{p.uri('lxc')}' (or qemu:///...)")
 
     def _install_hooks(self, python: str, ours: bool) -> None:
         p = self.paths
         if ours:
-            hookinstall.install(p.hooks, python, str(p.config))
+            hookinstall.install(p.hooks, python, str(p.config),
+                                str(lab_agent.socket_path(p)))
         for driver in ("qemu", "lxc"):
             (p.hooks / f"{driver}.d").mkdir(parents=True, exist_ok=True)
             probe = p.hooks / f"{driver}.d" / "00-vzlab-probe"
@@ -273,6 +286,15 @@ class Lab:
                     if ln.startswith("CALL ")]
         except OSError:
             return []
+
+    def start_agent(self, python: str | None = None) -> int:
+        return lab_agent.start(self.paths, python or sys.executable)
+
+    def stop_agent(self) -> None:
+        lab_agent.stop(self.paths)
+
+    def agent_pid(self) -> int | None:
+        return lab_agent.running(self.paths)
 
     def restart_libvirtd(self) -> None:
         daemon.restart(self.paths)
