@@ -159,6 +159,7 @@ class Supervisor:
         self.starts = 0
         self.stopping = threading.Event()
         self._lock_fd: int | None = None
+        self.ra = None
 
     def acquire(self) -> None:
         self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -206,6 +207,7 @@ class Supervisor:
 
     def run(self) -> None:
         """Supervise until stop(): dnsmasq exiting, for any reason, means a restart."""
+        self._start_ra()
         failures = 0
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -225,6 +227,17 @@ class Supervisor:
             self.stopping.wait(RESTART_DELAY[min(failures, len(RESTART_DELAY)) - 1])
         self.kill()
 
+    def _start_ra(self) -> None:
+        """IPv6: router advertisements of fe80::1 on the same taps (ra.py)."""
+        from vzlibvirt.ra import RouterAdvertiser
+
+        try:
+            self.ra = RouterAdvertiser(self.store, str(self.config.routed.gateway6))
+        except OSError as exc:
+            log.error("no IPv6 router advertisements: %s", exc)
+            return
+        threading.Thread(target=self.ra.run, name="router-adverts", daemon=True).start()
+
     def kill(self) -> None:
         proc = self.proc
         if proc is not None and proc.poll() is None:
@@ -239,6 +252,8 @@ class Supervisor:
 
     def stop(self, *_args) -> None:
         self.stopping.set()
+        if self.ra is not None:
+            self.ra.stop()
 
     def close(self) -> None:
         self.stop()

@@ -199,3 +199,22 @@ def test_containers_and_disabled_config_get_no_entry(topo, dvz, dhcp_env):
     dvz.write_config('[routed]\nneighbour_devs = ["enp0s5"]\n')
     r = dvz.run("dhcp", ns=topo.host)
     assert r.rc == 1 and "not enabled" in r.stderr
+
+
+def test_ipv6_router_advertisement_names_fe80_1(topo, dvz, dhcp_env, tmp_path):
+    """A VM with a static /128 and no route learns `default via fe80::1` from our RA (no
+    prefix: SLAAC adds nothing) and is reached by Computer X."""
+    server = dhcp_env("dhcp")
+    server.dnsmasq_pid()
+    g, xml = vm(topo, "vm6", "2001:db8:100::106")
+    topo.sysctl(g.ns, f"net.ipv6.conf.{g.guest_dev}.accept_ra", "1")
+    topo.ip(g.ns, "-6", "addr", "add", "2001:db8:100::106/128", "dev", g.guest_dev, "nodad")
+    dvz.start("qemu", "vm6", xml, ns=topo.host)
+    assert hosts(dvz) == []  # no IPv4: nothing for DHCPv4
+    route = wait_for(lambda: "default via fe80::1 dev venet0 proto ra" in
+                     topo.ip(g.ns, "-6", "route", "show", "default"))
+    assert route, topo.ip(g.ns, "-6", "route")
+    addrs = topo.ip(g.ns, "-6", "addr", "show", "dev", g.guest_dev, "scope", "global")
+    assert addrs.count("inet6 ") == 1  # no prefix advertised: no SLAAC address
+    assert topo.ping(topo.lan, "2001:db8:100::106", wait=3)
+    dvz.stop("qemu", "vm6", xml, ns=topo.host)
