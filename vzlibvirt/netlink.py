@@ -106,7 +106,9 @@ class Netlink:
     """One rtnetlink socket with the handful of operations the engine needs."""
 
     def __init__(self) -> None:
-        self.ipr = IPRoute()
+        # strict checking makes the kernel apply a dump's filters (an address dump for one
+        # ifindex), instead of sending every address of the host for pyroute2 to sift
+        self.ipr = IPRoute(strict_check=True)
         self._links: dict[object, Link | None] | None = None
 
     @contextlib.contextmanager
@@ -179,7 +181,8 @@ class Netlink:
 
     def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
         family = AF[6 if ":" in address else 4]
-        for msg in self.ipr.get_addr(index=index, family=family):
+        for msg in self.ipr.addr("dump", family=family, index=index,
+                                 dump_filter=lambda m: m["index"] == index):
             if msg.get_attr("IFA_ADDRESS") == address and msg["prefixlen"] == prefixlen:
                 return True
         return False
