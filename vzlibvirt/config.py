@@ -152,12 +152,13 @@ def _routed(section: dict[str, Any], name: str) -> RoutedConfig:
 def _neighbour_devs(value: Any, name: str) -> str | tuple[str, ...]:
     if value in ("detect", "all"):
         return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         try:
             return tuple(parse_ifname(v, "neighbour device") for v in value)
         except AddressError as exc:
             raise ValueError(f"'{name}.neighbour_devs': {exc}") from None
-    raise ValueError(f"'{name}.neighbour_devs' must be \"detect\", \"all\" or a list of names")
+    raise ValueError(f"'{name}.neighbour_devs' must be \"detect\", \"all\" or a non-empty "
+                     "list of device names")
 
 
 def _bridged(section: dict[str, Any], name: str) -> BridgedConfig:

@@ -212,3 +212,9 @@ def test_bad_config_refuses_hook_and_plan_with_one_line(cli, extra, reason):
     assert plan.assert_refused(reason) == line.replace("vzlibvirt: domain 'ct': ",
                                                        "vzlibvirt: ")
     assert cli.applied() == []
+
+
+def test_empty_neighbour_list_is_refused():
+    """An empty list would silently publish no guest on the LAN."""
+    with pytest.raises(ConfigError, match="non-empty list"):
+        parse_config({"routed": {"neighbour_devs": []}})
