@@ -6,21 +6,34 @@ supervisor (dnsmasq.py) rebuilds the whole file from the records when it (re)sta
 dnsmasq. dnsmasq re-reads the hosts file on SIGHUP, so a guest start or stop costs one
 atomic rewrite and one signal, never a restart. `tag:TAP` makes dnsmasq answer the MAC
 only on its own tap. Writers run under the state store's lock (engine, heal, rebuild).
+dnsmasq keeps leases in memory past a guest's stop; when the IP goes to another MAC,
+add() first releases the old lease (DHCPRELEASE on the new tap), so the IP is not
+refused until the old lease expires.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import signal
+import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from vzlibvirt.entries import Entry, register
 
+log = logging.getLogger(__name__)
+
 HOSTS = "hosts"
 PIDFILE = "dnsmasq.pid"
+# "MAC,IP" of removed hosts: dnsmasq still holds their leases in memory and would refuse
+# the IP to the next VM (another MAC) until they expire, so add() releases them first
+RELEASED = "released"
+SIOCGIFADDR = 0x8915
 
 
 def dhcp_dir(state_dir: Path) -> Path:
@@ -31,9 +44,9 @@ def host_line(mac: str, tap: str, ip: str) -> str:
     return f"{mac.lower()},tag:{tap},{ip}"
 
 
-def read_hosts(directory: Path) -> list[str]:
+def read_hosts(directory: Path, name: str = HOSTS) -> list[str]:
     try:
-        text = (Path(directory) / HOSTS).read_text()
+        text = (Path(directory) / name).read_text()
     except FileNotFoundError:
         return []
     return [line for line in text.splitlines() if line.strip()]
@@ -55,11 +68,11 @@ def ensure_dir(directory: Path) -> Path:
     return directory
 
 
-def write_hosts(directory: Path, lines: list[str]) -> None:
+def write_hosts(directory: Path, lines: list[str], name: str = HOSTS) -> None:
     """Replace the hosts file atomically: dnsmasq never reads half of it."""
     directory = ensure_dir(directory)
-    path = directory / HOSTS
-    tmp = directory / f".{HOSTS}.{os.getpid()}.tmp"
+    path = directory / name
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
     data = "".join(f"{line}\n" for line in lines).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
@@ -96,6 +109,26 @@ def reload(directory: Path) -> bool:
     return False
 
 
+def release_packet(mac: str, ip: str, server: str) -> bytes:
+    """A DHCPRELEASE as the client `mac` would send it for `ip` (RFC 2131)."""
+    chaddr = bytes.fromhex(mac.replace(":", "")).ljust(16, b"\0")
+    head = struct.pack("!BBBBIHH4s4s4s4s16s", 1, 1, 6, 0, int.from_bytes(os.urandom(4)),
+                       0, 0, socket.inet_aton(ip), bytes(4), bytes(4), bytes(4), chaddr)
+    options = bytes([53, 1, 7, 54, 4]) + socket.inet_aton(server) + bytes([255])
+    return head + bytes(192) + b"\x63\x82\x53\x63" + options
+
+
+def release_lease(tap: str, mac: str, ip: str) -> None:
+    """Make dnsmasq drop the lease of `mac` on `ip`: a DHCPRELEASE sent on `tap` to the
+    tap's own address (dnsmasq's server id); the kernel delivers it locally as received
+    on `tap`, which is all dnsmasq needs to find the range."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, tap.encode())
+        req = struct.pack("256s", tap.encode()[:15])
+        server = socket.inet_ntoa(fcntl.ioctl(sock.fileno(), SIOCGIFADDR, req)[20:24])
+        sock.sendto(release_packet(mac, ip, server), (server, 67))
+
+
 @dataclass(frozen=True)
 class DhcpHost(Entry):
     """dnsmasq hands `ip`/32 to `mac` on `tap`; `dir` is where the hosts file lives (the
@@ -118,6 +151,7 @@ class DhcpHost(Entry):
         lines = read_hosts(Path(self.dir))
         if self.line in lines:
             return False
+        self._release_previous_holders()
         write_hosts(Path(self.dir), [*lines, self.line])
         reload(Path(self.dir))
         return True
@@ -128,7 +162,25 @@ class DhcpHost(Entry):
             return False
         write_hosts(Path(self.dir), [line for line in lines if line != self.line])
         reload(Path(self.dir))
+        released = read_hosts(Path(self.dir), RELEASED)
+        if f"{self.mac},{self.ip}" not in released:
+            write_hosts(Path(self.dir), [*released, f"{self.mac},{self.ip}"], RELEASED)
         return True
+
+    def _release_previous_holders(self) -> None:
+        released = read_hosts(Path(self.dir), RELEASED)
+        mine = [r for r in released if r.partition(",")[2] == self.ip]
+        if not mine:
+            return
+        if dnsmasq_pid(Path(self.dir)) is not None:
+            for old in mine:
+                mac = old.partition(",")[0]
+                if mac != self.mac:
+                    try:
+                        release_lease(self.tap, mac, self.ip)
+                    except OSError as exc:  # the guest then waits for the lease to expire
+                        log.warning("releasing %s's lease on %s: %s", mac, self.ip, exc)
+        write_hosts(Path(self.dir), [r for r in released if r not in mine], RELEASED)
 
     def describe(self) -> str:
         return f"dhcp host {self.mac} -> {self.ip}/32 on {self.tap}"

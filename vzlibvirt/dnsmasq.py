@@ -190,6 +190,7 @@ class Supervisor:
         with self.store.locked():
             _kill_orphan(self.dir)
             dhcp.write_hosts(self.dir, desired_hosts(self.store, self.dir))
+            dhcp.write_hosts(self.dir, [], dhcp.RELEASED)  # a new dnsmasq holds no lease
             pidfile.unlink(missing_ok=True)
             self.proc = subprocess.Popen(
                 [exe, "--keep-in-foreground", f"--conf-file={conf}", "--log-facility=-"],

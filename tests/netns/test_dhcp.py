@@ -218,3 +218,21 @@ def test_ipv6_router_advertisement_names_fe80_1(topo, dvz, dhcp_env, tmp_path):
     assert addrs.count("inet6 ") == 1  # no prefix advertised: no SLAAC address
     assert topo.ping(topo.lan, "2001:db8:100::106", wait=3)
     dvz.stop("qemu", "vm6", xml, ns=topo.host)
+
+
+def test_ip_reused_by_a_new_mac_is_served(topo, dvz, dhcp_env, tmp_path):
+    """dnsmasq remembers leases in memory: a stopped VM's lease must not keep its IP from
+    the next VM that gets the address (another MAC), long before the lease would expire."""
+    server = dhcp_env("dhcp")
+    pid = server.dnsmasq_pid()
+    g1, xml1 = vm(topo, "old", "198.51.100.120")
+    dvz.start("qemu", "old", xml1, ns=topo.host)
+    assert udhcpc(topo, g1, tmp_path) is not None
+    dvz.stop("qemu", "old", xml1, ns=topo.host)
+    topo.ip(topo.host, "link", "del", g1.host_dev)  # QEMU's tap goes with the VM
+    g2, xml2 = vm(topo, "new", "198.51.100.120")
+    dvz.start("qemu", "new", xml2, ns=topo.host)
+    got = udhcpc(topo, g2, tmp_path)
+    assert got is not None and got["ip"] == "198.51.100.120", server.log.read_text()
+    assert server.dnsmasq_pid() == pid
+    dvz.stop("qemu", "new", xml2, ns=topo.host)
