@@ -110,6 +110,10 @@ def describe_plan(domain: Domain, config: Config) -> list[str]:
             else:
                 lines.append(f"    guest side (configured by the guest): address/"
                              f"32 or /128, default via {gw[0] if gw else 'the gateway'}")
+                v4 = [ip for ip in iface.ips if ip.version == 4]
+                if config.dhcp.enable and v4:  # docs/dhcp.md
+                    lines.append(f"    dhcp: {iface.mac} gets {v4[0]}/32, router "
+                                 f"{config.routed.gateway4}, option 121 routes")
             if config.routed.announce:
                 lines.append("    announce: gratuitous ARP / unsolicited NA after wiring")
         elif iface.mode is Mode.BRIDGED:

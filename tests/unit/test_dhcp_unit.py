@@ -104,3 +104,16 @@ def test_hosts_file_entry_round_trip(tmp_path):
     assert a.remove(None) and not a.remove(None) and not a.present(None) and b.present(None)
     write_hosts(d, [])
     assert read_hosts(d) == [] and not b.present(None)
+
+
+def test_plan_says_what_dhcp_hands_out():
+    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.domain_xml import parse_domain
+    from vzlibvirt.plan import describe_plan
+
+    xml = domain_xml("vm1", driver="qemu", interfaces=[routed(
+        MAC, ["2001:db8::7", "198.51.100.7"], target="vnet0", guest=None)])
+    domain = parse_domain(xml)
+    line = f"    dhcp: {MAC.lower()} gets 198.51.100.7/32, router 169.254.0.1, option 121 routes"
+    assert line in describe_plan(domain, enabled())
+    assert not any("dhcp:" in x for x in describe_plan(domain, Config()))
