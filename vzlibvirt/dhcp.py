@@ -162,9 +162,10 @@ class DhcpHost(Entry):
             return False
         write_hosts(Path(self.dir), [line for line in lines if line != self.line])
         reload(Path(self.dir))
-        released = read_hosts(Path(self.dir), RELEASED)
-        if f"{self.mac},{self.ip}" not in released:
-            write_hosts(Path(self.dir), [*released, f"{self.mac},{self.ip}"], RELEASED)
+        # dnsmasq leases an address to one client at a time: per IP, the last one counts
+        released = [r for r in read_hosts(Path(self.dir), RELEASED)
+                    if r.partition(",")[2] != self.ip]
+        write_hosts(Path(self.dir), [*released, f"{self.mac},{self.ip}"], RELEASED)
         return True
 
     def _release_previous_holders(self) -> None:

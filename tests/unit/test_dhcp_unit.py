@@ -117,3 +117,22 @@ def test_plan_says_what_dhcp_hands_out():
     line = f"    dhcp: {MAC.lower()} gets 198.51.100.7/32, router 169.254.0.1, option 121 routes"
     assert line in describe_plan(domain, enabled())
     assert not any("dhcp:" in x for x in describe_plan(domain, Config()))
+
+
+def test_released_keeps_the_last_holder_per_ip(tmp_path):
+    from vzlibvirt.dhcp import RELEASED
+
+    d = tmp_path / "state" / "dhcp"
+    a = DhcpHost(str(d), "vnet0", "52:54:00:aa:00:01", "198.51.100.7")
+    b = DhcpHost(str(d), "vnet1", "52:54:00:aa:00:02", "198.51.100.7")
+    c = DhcpHost(str(d), "vnet2", "52:54:00:aa:00:03", "198.51.100.8")
+    for e in (a, c):
+        e.add(None)
+        e.remove(None)
+    assert read_hosts(d, RELEASED) == ["52:54:00:aa:00:01,198.51.100.7",
+                                       "52:54:00:aa:00:03,198.51.100.8"]
+    b.add(None)  # no dnsmasq runs: nothing to release, the bookkeeping is dropped
+    assert read_hosts(d, RELEASED) == ["52:54:00:aa:00:03,198.51.100.8"]
+    b.remove(None)
+    assert read_hosts(d, RELEASED) == ["52:54:00:aa:00:03,198.51.100.8",
+                                       "52:54:00:aa:00:02,198.51.100.7"]
