@@ -11,6 +11,7 @@ import pytest
 from tests.e2e.helpers import snapshot
 from vzlibvirt.lab import guests
 from vzlibvirt.lab.lab import Lab
+from vzlibvirt.lab.lock import lab_lock
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -29,13 +30,14 @@ def lab_session():
             pytest.fail("CI=true: the e2e tests need root to build the lab")
         pytest.skip("e2e tests need root (and run in CI)")
     lab = Lab()
-    lab.down(quiet=True)  # a lab left by an earlier run or by `lab up`
-    before = snapshot(lab)
-    lab.up()  # raises (= the tests error, never skip) when the lab cannot come up
-    try:
-        yield lab, before
-    finally:
-        lab.down(quiet=True)
+    with lab_lock(lab.paths):  # another session's lab would be torn down under it
+        lab.down(quiet=True)  # a lab left by an earlier run or by `lab up`
+        before = snapshot(lab)
+        lab.up()  # raises (= the tests error, never skip) when the lab cannot come up
+        try:
+            yield lab, before
+        finally:
+            lab.down(quiet=True)
 
 
 @pytest.fixture

@@ -27,22 +27,28 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from .lab import Lab  # after argparse, so `--help` stays instant
+    from .lock import lab_lock
 
     lab = Lab()
     try:
-        if args.cmd == "up":
-            lab.up(hooks=not args.no_hooks, agent=not args.no_agent)
-        elif args.cmd == "down":
-            lab.down()
-        elif args.cmd == "status":
-            return _status(lab)
-        else:
-            from .demo import run_demo
-
-            return run_demo(lab, keep=args.keep, vms=not args.no_vms)
+        with lab_lock(lab.paths):
+            return _dispatch(lab, args)
     except LabError as exc:
         print(f"vzlibvirt lab {args.cmd}: {exc}", file=sys.stderr)
         return 1
+
+
+def _dispatch(lab, args) -> int:
+    if args.cmd == "up":
+        lab.up(hooks=not args.no_hooks, agent=not args.no_agent)
+    elif args.cmd == "down":
+        lab.down()
+    elif args.cmd == "status":
+        return _status(lab)
+    else:
+        from .demo import run_demo
+
+        return run_demo(lab, keep=args.keep, vms=not args.no_vms)
     return 0
 
 

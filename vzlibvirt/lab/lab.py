@@ -166,10 +166,13 @@ class Lab:
         rec = Record.load(p.record)
         if daemon.read_pid(p, "libvirtd") is not None:
             say("destroying guests")
-            for drv in ("lxc", "qemu"):
-                for name in self.domains(drv):
-                    self.virsh(drv, "destroy", name, check=False, timeout=60)
-                    self.virsh(drv, "undefine", name, check=False, timeout=30)
+            try:
+                for drv in ("lxc", "qemu"):
+                    for name in self.domains(drv):
+                        self.virsh(drv, "destroy", name, check=False, timeout=60)
+                        self.virsh(drv, "undefine", name, check=False, timeout=30)
+            except LabError as exc:  # a hung daemon: the process sweep below still works
+                print(f"[lab] warning: {exc}", file=sys.stderr)
         net_ids = set(rec.net_ids) | {i for i in (procs.netns_id(S.HOST_NETNS),
                                                   procs.netns_id(S.LAN_NETNS)) if i}
         mnt_ids = {rec.mnt_ns} if rec.mnt_ns else set()
