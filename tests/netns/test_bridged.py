@@ -11,6 +11,7 @@ import pytest
 
 from tests.nettopo import (
     X_IP4,
+    X_IP6,
     add_bridged_guest,
     link_master,
     nft_elements,
@@ -182,3 +183,69 @@ def test_libvirt_plugged_port_gets_filter_and_keeps_port(topo, vz, br0):
     vz.stop("qemu", "lp", xml, topo.host)
     assert nft_elements(topo, "ports") == []
     assert link_master(topo, topo.host, "vnet7") == "br0"  # libvirt's port stays
+
+
+RA_LISTEN = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(0.5)
+print('ready', flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        data, addr = s.recvfrom(2048)
+    except socket.timeout:
+        continue
+    if data and data[0] == 134:
+        print('ra', addr[0], flush=True)
+        break
+else:
+    print('none', flush=True)
+"""
+
+RA_SEND = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+ra = bytes([134, 0, 0, 0, 64, 0, 0x07, 0x08]) + bytes(8)
+for _ in range(10):
+    s.sendto(ra, ('ff02::1', 0, 0, socket.if_nametoindex(sys.argv[1])))
+    time.sleep(0.2)
+"""
+
+
+def _ra_reaches_x(topo, g) -> bool:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen(["ip", "netns", "exec", topo.lan, sys.executable, "-c", RA_LISTEN,
+                          "5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        topo.exec(g.ns, sys.executable, "-c", RA_SEND, g.guest_dev, timeout=30)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return out.startswith("ra")
+
+
+@pytest.mark.parametrize("filt", ["none", "mac-ip"])
+def test_port_security_ipv6(topo, vz, br0, filt):
+    """mac-ip: own IPv6 and own EUI-64 link-local pass; another source and RAs do not."""
+    g = add_bridged_guest(topo, "p6", "2001:db8:100::101/64", host_dev="vbp6",
+                          guest_dev="netif1")
+    topo.ip(g.ns, "link", "set", g.guest_dev, "addrgenmode", "eui64")
+    xml = domain_xml("p6", interfaces=[bridged(g.mac, target=g.host_dev, filter=filt,
+                                               ips=["2001:db8:100::101"])])
+    vz.start("lxc", "p6", xml, topo.host)
+    assert udp_reaches(topo, g.ns, "2001:db8:100::101", topo.lan, X_IP6,
+                       listen="::") == "2001:db8:100::101"
+    assert topo.ping(g.ns, X_IP6)
+    topo.ip(g.ns, "-6", "addr", "add", "2001:db8:100::199/64", "dev", g.guest_dev, "nodad")
+    got = udp_reaches(topo, g.ns, "2001:db8:100::199", topo.lan, X_IP6, listen="::")
+    assert got == (None if filt == "mac-ip" else "2001:db8:100::199")
+    assert _ra_reaches_x(topo, g) == (filt == "none")
+    vz.stop("lxc", "p6", xml, topo.host)
+    assert nft_elements(topo, "port_ip6") == []
