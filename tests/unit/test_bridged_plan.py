@@ -121,3 +121,16 @@ def test_bridge_record_round_trip_and_labels():
     spec = AddrSpec(**rec.addresses[0])
     assert _label(spec, "enp0s5", "br0") == "br0:x"
     assert _label(spec, "eth0", "br0") is None
+
+
+def test_bridge_cli_usage_and_bad_names(capsys):
+    from vzlibvirt.bridge_admin import main
+
+    assert main([]) == 2
+    assert main(["create"]) == 2
+    capsys.readouterr()
+    assert main(["create", "bad/name"]) == 1
+    assert main(["create", "br0", "--uplink", "x" * 16]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("vzlibvirt: ") for line in err)
+    assert "not a valid interface name" in err[0]
