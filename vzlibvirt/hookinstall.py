@@ -52,6 +52,8 @@ DRIVER_OPS: dict[str, tuple[str, ...]] = {
 }
 # run by path with `python -S -E`: the client imports only builtin modules
 CLIENT = Path(__file__).with_name("hookclient.py")
+# the same client in Perl builtins, which starts four times faster (docs/performance.md)
+PERL_CLIENT = Path(__file__).with_name("data") / "hookclient.pl"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
         .replace("@ENV@", env)
         .replace("@PYTHON@", shlex.quote(python))
         .replace("@CLIENT@", shlex.quote(client))
+        .replace("@PLCLIENT@", shlex.quote(str(PERL_CLIENT)))
         .replace("@DRIVER@", driver)
     )
 

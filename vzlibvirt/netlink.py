@@ -149,6 +149,8 @@ class Netlink:
             link = None
         if self._links is not None:
             self._links[key] = link
+            if link is not None:  # the same link answers for its name and its index
+                self._links[("name", link.name)] = self._links[("index", link.index)] = link
         return link
 
     def links(self) -> list[Link]:
@@ -228,9 +230,8 @@ class Netlink:
 
     # proxy neighbours
     def pneigh_add(self, dst: str, index: int) -> bool:
-        """Add a permanent proxy entry; False when one was already there."""
-        if self.pneigh_present(dst, index):
-            return False
+        """Add a permanent proxy entry. The kernel has no EEXIST for proxy entries: the
+        callers ask pneigh_present() first (the engine does, before writing ahead)."""
         family = AF[6 if ":" in dst else 4]
         self.ipr.neigh("add", dst=dst, ifindex=index, flags=NTF_PROXY, state=NUD_PERMANENT,
                        family=family)
