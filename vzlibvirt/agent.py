@@ -266,22 +266,6 @@ class Agent:
         return len(outcome.added)
 
 
-UNIT = """[Unit]
-Description=vzlibvirt agent: fast libvirt hook path and re-publishing of guest entries
-Before=libvirtd.service
-After=network-pre.target
-
-[Service]
-Type=simple
-ExecStart={exe} agent
-Restart=always
-RestartSec=1
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vzlibvirt agent",
                                      description="Run the resident vzlibvirt agent.")
@@ -291,8 +275,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.print_unit:
         exe = Path(sys.executable).with_name("vzlibvirt")
-        print(UNIT.format(exe=exe if exe.exists() else f"{sys.executable} -m vzlibvirt"),
-              end="")
+        unit = Path(__file__).with_name("data") / "vzlibvirt-agent.service"
+        print(unit.read_text().replace(
+            "@EXEC@", str(exe) if exe.exists() else f"{sys.executable} -m vzlibvirt"), end="")
         return EXIT_OK
     logging.basicConfig(level=logging.INFO, format="vzlibvirt-agent: %(message)s")
     try:
