@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vzlibvirt.lab import procs as lab_procs
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.lab import Lab
 
@@ -70,6 +71,7 @@ def snapshot(lab: Lab) -> Leftovers:
             procs.add(int(p))
     # Not ours: other suites' namespaces, and /run/netns itself, which iproute2 turns
     # into a shared mount point the first time any namespace is added on a machine.
+    procs |= set(lab_procs.rooted_under(f"{lab.paths.guests}/"))  # orphaned container inits
     mounts = frozenset(m for m in (line.split()[4] for line in Path("/proc/self/mountinfo")
                                    .read_text().splitlines())
                        if m != "/run/netns" and (not m.startswith("/run/netns/")

@@ -177,9 +177,16 @@ class Lab:
                                                   procs.netns_id(S.LAN_NETNS)) if i}
         mnt_ids = {rec.mnt_ns} if rec.mnt_ns else set()
         pids = procs.lab_pids(net_ids, mnt_ids)
+        orphans = procs.rooted_under(f"{p.guests}/")
+        pids |= set(orphans)
         if pids:
             say(f"stopping {len(pids)} lab process(es)")
             procs.kill_all(pids)
+        # the cgroups libvirt made for guests whose controller died before them
+        for cg in {c for paths in orphans.values() for c in paths if "/machine/" in c}:
+            for ctl in Path("/sys/fs/cgroup").glob("*"):
+                with contextlib.suppress(OSError):
+                    (ctl / cg.lstrip("/")).rmdir()
         say("removing namespaces")
         topology.destroy()
         for cg in rec.new_cgroups:

@@ -48,6 +48,26 @@ def lab_pids(net_ids: set[str], mnt_ids: set[str]) -> set[int]:
     return found
 
 
+def rooted_under(prefix: str) -> dict[int, list[str]]:
+    """Container processes whose root mount comes from a directory under PREFIX (the
+    lab's guest rootfs dirs), with their cgroup v1 paths. These must be found this way:
+    when libvirt_lxc dies first, a container's init is re-parented to PID 1 and lives in
+    namespaces of its own, so neither the namespace nor the parentage test sees it."""
+    found: dict[int, list[str]] = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{p}/mountinfo") as fh:
+                roots = [f[3] for f in (ln.split() for ln in fh) if len(f) > 4 and f[4] == "/"]
+            cgroups = Path(f"/proc/{p}/cgroup").read_text().splitlines()
+        except OSError:
+            continue
+        if any(r.startswith(prefix) for r in roots):
+            found[int(p)] = [ln.split(":", 2)[2] for ln in cgroups if ln.count(":") >= 2]
+    return found
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
