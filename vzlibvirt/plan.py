@@ -73,7 +73,9 @@ def routed_entries(
         for name, nidx in neighbours:
             out.append(ProxyNeighbour(name, nidx, str(ip.address)))
     v4 = [ip for ip in ips if ip.version == 4]
-    if dhcp_mac and v4 and config.dhcp.enable:  # a VM's DHCP client gets its first IPv4
+    # a VM's DHCP client gets its first IPv4; the tap name goes into a dnsmasq tag
+    safe_tap = all(c.isalnum() or c in "._-" for c in dev)
+    if dhcp_mac and v4 and config.dhcp.enable and safe_tap:
         out.append(DhcpHost(str(dhcp_dir(config.state.dir)), dev, dhcp_mac.lower(),
                             str(v4[0].address)))
     return out

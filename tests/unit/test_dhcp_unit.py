@@ -73,6 +73,11 @@ def test_no_dhcp_host(ips, cfg, mac):
     assert not any(isinstance(e, DhcpHost) for e in got)
 
 
+def test_no_dhcp_host_for_a_tap_name_dnsmasq_cannot_hold():
+    got = routed_entries("vm,1", 9, gips("198.51.100.7"), UPLINK, enabled(), dhcp_mac=MAC)
+    assert not any(isinstance(e, DhcpHost) for e in got)
+
+
 def test_dnsmasq_config_is_fixed_and_scoped():
     text = render_config(enabled(interface="vm*", dns_servers=["203.0.113.53", "203.0.113.54"],
                                  lease_time=900), Path("/run/vzt/dhcp"))
