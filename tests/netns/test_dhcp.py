@@ -8,6 +8,7 @@ namespace, under `vzlibvirt dhcp` or the agent, and is ended at teardown.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -95,6 +96,10 @@ def test_routed_vms_get_their_32_and_routes_without_restarts(topo, dvz, dhcp_env
     g1, xml1 = vm(topo, "vm1", "198.51.100.101")
     dvz.start("qemu", "vm1", xml1, ns=topo.host)
     assert hosts(dvz) == [f"{g1.mac},tag:{g1.host_dev},198.51.100.101"]
+    status = json.loads(dvz.run("status", "--json", ns=topo.host).stdout)
+    assert {"entry": f"dhcp host {g1.mac} -> 198.51.100.101/32 on {g1.host_dev}",
+            "present": True}.items() <= next(
+        e for e in status[0]["entries"] if e["entry"].startswith("dhcp")).items()
 
     got = udhcpc(topo, g1, tmp_path)
     assert got is not None, server.log.read_text()
