@@ -141,3 +141,19 @@ def test_released_keeps_the_last_holder_per_ip(tmp_path):
     b.remove(None)
     assert read_hosts(d, RELEASED) == ["52:54:00:aa:00:03,198.51.100.8",
                                        "52:54:00:aa:00:02,198.51.100.7"]
+
+
+def test_dhcp_command_prints_config_and_unit(tmp_path, monkeypatch, capsys):
+    from vzlibvirt.cli import main
+
+    cfg = tmp_path / "vz.toml"
+    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[dhcp]\nenable = true\n')
+    monkeypatch.setenv("VZLIBVIRT_CONFIG", str(cfg))
+    assert main(["dhcp", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert f"dhcp-hostsfile={tmp_path / 'state' / 'dhcp' / 'hosts'}" in out
+    assert main(["dhcp", "--print-unit"]) == 0
+    assert " dhcp\n" in capsys.readouterr().out
+    cfg.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
+    assert main(["dhcp"]) == 1
+    assert "not enabled" in capsys.readouterr().err
