@@ -38,7 +38,7 @@ class VzError(Exception):
     def line(self) -> str:
         parts = ["vzlibvirt:"]
         if self.domain is not None:
-            parts.append(f"domain '{_oneline(self.domain)[:80]}'")
+            parts.append(f"domain '{_oneline(self.domain)[:200]}'")
         if self.mac is not None:
             parts.append(f"interface {self.mac}")
         head = " ".join(parts)

@@ -47,7 +47,7 @@ class Result:
         line = self.stderr[:-1]
         assert line.isprintable(), self.describe()
         if domain is not None:
-            assert line.startswith(f"vzlibvirt: domain '{oneline(domain)[:80]}'"), self.describe()
+            assert line.startswith(f"vzlibvirt: domain '{oneline(domain)[:200]}'"), self.describe()
         if mac is not None:
             assert f" interface {mac}: " in line, self.describe()
         if reason is not None:
