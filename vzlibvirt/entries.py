@@ -70,17 +70,19 @@ class DeviceEntry(Entry):
         return link is not None and link.index == self.ifindex
 
 
-@dataclass(frozen=True)
-class HostSysctl(Entry):
-    """A host-wide setting (forwarding): turned on, never turned off under other users."""
+class _Sysctl(Entry):
+    """A kernel setting: turned on and never turned off under other users (rollback of
+    the call that changed it puts the old value back)."""
 
-    kind: ClassVar[str] = "host-sysctl"
     revertible: ClassVar[bool] = False
     key: str
     value: str
 
+    def applies(self, nl: Netlink) -> bool:
+        return True
+
     def present(self, nl) -> bool:
-        return sysctl.read(self.key) == self.value
+        return self.applies(nl) and sysctl.read(self.key) == self.value
 
     def add(self, nl) -> bool:
         return sysctl.ensure(self.key, self.value) is not None
@@ -92,7 +94,7 @@ class HostSysctl(Entry):
         return sysctl.read(self.key)
 
     def restore(self, nl, snap) -> None:
-        if snap is not None:
+        if snap is not None and self.applies(nl):
             sysctl.write(self.key, snap)
 
     def describe(self) -> str:
@@ -100,34 +102,26 @@ class HostSysctl(Entry):
 
 
 @dataclass(frozen=True)
-class DeviceSysctl(DeviceEntry):
+class HostSysctl(_Sysctl):
+    """A host-wide setting (forwarding)."""
+
+    kind: ClassVar[str] = "host-sysctl"
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DeviceSysctl(_Sysctl, DeviceEntry):
     """A per-device setting; it lives and dies with the device."""
 
     kind: ClassVar[str] = "dev-sysctl"
-    revertible: ClassVar[bool] = False
     dev: str
     ifindex: int
     key: str
     value: str
 
-    def present(self, nl) -> bool:
-        return self.same_device(nl) and sysctl.read(self.key) == self.value
-
-    def add(self, nl) -> bool:
-        return sysctl.ensure(self.key, self.value) is not None
-
-    def remove(self, nl) -> bool:
-        return False
-
-    def snapshot(self) -> Any:
-        return sysctl.read(self.key)
-
-    def restore(self, nl, snap) -> None:
-        if snap is not None and self.same_device(nl):
-            sysctl.write(self.key, snap)
-
-    def describe(self) -> str:
-        return f"sysctl {self.key.replace('/', '.')}={self.value}"
+    def applies(self, nl) -> bool:
+        return self.same_device(nl)
 
 
 @dataclass(frozen=True)
