@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from .settings import GATEWAY4, GATEWAY6
+from .settings import BRIDGE, GATEWAY4, GATEWAY6, LAN_GATEWAY4, LAN_PREFIX4
 
 XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
 
 
 @dataclass(frozen=True)
 class Guest:
-    """One lab guest with one routed interface."""
+    """One lab guest with one interface: routed, or (mode="bridged") on the LAN via br0."""
 
     name: str
     kind: str  # "ct" (LXC container) | "vm" (QEMU under TCG, or KVM)
@@ -25,6 +25,7 @@ class Guest:
     mode: str = "routed"
     labels: dict[str, str] = field(default_factory=dict)
     dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
+    source_bridge: str = ""  # VM: <interface type='bridge'> (libvirt plugs it), not ethernet
 
     @property
     def driver(self) -> str:
@@ -47,6 +48,18 @@ SEED_VMS = tuple(
     Guest(f"vm{i}", "vm", f"52:54:00:bb:00:{i:02x}", (f"198.51.100.{200 + i}",))
     for i in (1, 2)
 )
+# Seed 5.2.1.2: containers whose netif1 is a port of br0 (plugged by vzlibvirt), their
+# /24 and gateway set inside by libvirt from native <ip>/<route>.
+SEED_BRIDGED_CONTAINERS = tuple(
+    Guest(f"bct{i}", "ct", f"52:54:00:dd:00:{0x10 + i:02x}", (f"198.51.100.{110 + i}",),
+          mode="bridged")
+    for i in (1, 2)
+)
+# Seed 5.2.2.1: a VM whose eth0 libvirt itself plugs into br0; its /24 on the cmdline.
+SEED_BRIDGED_VMS = (
+    Guest("bvm1", "vm", "52:54:00:dd:00:21", ("198.51.100.121",), mode="bridged",
+          source_bridge=BRIDGE),
+)
 
 
 def _q(value: str) -> str:
@@ -64,7 +77,13 @@ def vz_metadata(g: Guest, *, with_ips: bool) -> str:
 
 def container_xml(g: Guest, rootfs: Path) -> str:
     """A routed LXC guest: native <ip>/<route> configure the inside (libvirt does it),
-    our metadata (or the LXC default) makes the host side routed."""
+    our metadata (or the LXC default) makes the host side routed. A bridged one gets
+    netif1 with a LAN address and gateway; our metadata makes it a port of br0."""
+    if g.mode == "bridged":
+        return _container_xml(g, rootfs, "netif1", "".join(
+            f"<ip address={_q(ip)} prefix='{LAN_PREFIX4}'/>" for ip in g.v4)
+            + f"<route family='ipv4' address='0.0.0.0' prefix='0' "
+              f"gateway={_q(LAN_GATEWAY4)}/>")
     native = "".join(
         f"<ip address={_q(ip)} prefix='32' peer={_q(GATEWAY4)}/>" for ip in g.v4
     ) + "".join(f"<ip address={_q(ip)} prefix='128'/>" for ip in g.v6)
@@ -73,6 +92,10 @@ def container_xml(g: Guest, rootfs: Path) -> str:
                    f"gateway={_q(GATEWAY4)}/>")
     if g.v6:
         native += f"<route family='ipv6' address='::' prefix='0' gateway={_q(GATEWAY6)}/>"
+    return _container_xml(g, rootfs, "venet0", native)
+
+
+def _container_xml(g: Guest, rootfs: Path, guest_dev: str, native: str) -> str:
     meta = vz_metadata(g, with_ips=False) if g.vz_metadata else ""
     return f"""<domain type='lxc'>
   <name>{g.name}</name>
@@ -90,7 +113,7 @@ def container_xml(g: Guest, rootfs: Path) -> str:
     <filesystem type='mount'><source dir={_q(str(rootfs))}/><target dir='/'/></filesystem>
     <interface type='ethernet'>
       <mac address={_q(g.mac)}/>
-      <guest dev='venet0'/>
+      <guest dev={_q(guest_dev)}/>
       {native}
     </interface>
     <console type='pty'/>
@@ -100,8 +123,18 @@ def container_xml(g: Guest, rootfs: Path) -> str:
 
 
 def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = False) -> str:
-    """A routed QEMU guest; its IPs reach the initramfs init on the kernel command line."""
-    net = "vz.dhcp=1" if g.dhcp else f"vzip={','.join(g.ips)} vzgw={GATEWAY4}"
+    """A QEMU guest; its IPs reach the initramfs init on the kernel command line: /32
+    via 169.254.0.1 when routed, a LAN /24 via the lab host when bridged."""
+    if g.dhcp:
+        net = "vz.dhcp=1"
+    elif g.mode == "bridged":
+        net = f"vzip={','.join(f'{ip}/{LAN_PREFIX4}' for ip in g.v4)} vzgw={LAN_GATEWAY4}"
+    else:
+        net = f"vzip={','.join(g.ips)} vzgw={GATEWAY4}"
+    if g.source_bridge:
+        nic = f"<interface type='bridge'><source bridge={_q(g.source_bridge)}/>"
+    else:
+        nic = "<interface type='ethernet'>"
     cmdline = f"console=ttyS0 quiet panic=-1 {net}"
     return f"""<domain type={_q('kvm' if kvm else 'qemu')}>
   <name>{g.name}</name>
@@ -117,7 +150,7 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
   <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='ethernet'>
+    {nic}
       <mac address={_q(g.mac)}/>
       <model type='virtio'/>
     </interface>

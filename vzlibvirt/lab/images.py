@@ -27,7 +27,8 @@ VIRTIO_MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_
                   "virtio_pci", "failover", "net_failover", "virtio_net")
 ROOTFS_DIRS = ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "run")
 
-# The VM's /init. Kernel cmdline: vzip=A[,B...] (v4 and v6), vzgw=169.254.0.1,
+# The VM's /init. Kernel cmdline: vzip=A[,B...] (v4 and v6; /32 and /128 unless an
+# address carries its prefix, as a bridged VM's LAN /24 does), vzgw=169.254.0.1,
 # vzgw6=fe80::1. Prints VZLAB-READY once configured and, every 2 s, whether the host
 # gateway answers (VZLAB-GW-OK / VZLAB-GW-FAIL): that is how tests see "VM pings GW".
 # With vz.dhcp=1 instead of vzip, only busybox udhcpc configures eth0 (as a cloud image
@@ -76,7 +77,9 @@ EOS
 else
   for a in $(echo "$IPS" | tr , ' '); do
     case $a in
+      *:*/*) ip -6 addr add $a dev eth0 nodad ;;
       *:*) ip -6 addr add $a/128 dev eth0 nodad ;;
+      */*) ip addr add $a dev eth0 ;;
       *) ip addr add $a/32 dev eth0 ;;
     esac
   done

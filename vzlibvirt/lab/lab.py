@@ -38,7 +38,7 @@ exit 0
 TOML = """\
 # vzlibvirt host config for the lab (written by `vzlibvirt lab up`).
 [routed]
-neighbour_devs = ["{uplink}"]
+neighbour_devs = ["{neigh_dev}"]    # br0 holds the uplink: ARP from the LAN arrives there
 
 [state]
 dir = "{state}"
@@ -134,8 +134,10 @@ class Lab:
         rec.new_cgroups = [str(Path(c) / "machine") for c in sorted(Path("/sys/fs/cgroup")
                            .glob("*")) if c.is_dir() and not (c / "machine").exists()]
         rec.save(p.record)
-        p.config.write_text(TOML.format(uplink=S.UPLINK, state=p.state,
+        p.config.write_text(TOML.format(neigh_dev=S.NEIGH_DEV, state=p.state,
                                          agent_socket=lab_agent.socket_path(p)))
+        progress(f"bridge {S.BRIDGE} over {S.UPLINK} (vzlibvirt bridge create)")
+        self.bridge("create", S.BRIDGE, "--uplink", S.UPLINK, python=python)
         daemon.write_configs(p)
         self._install_hooks(python, hooks)
         progress("starting the lab's private libvirtd (virtlogd + libvirtd)")
@@ -187,6 +189,9 @@ class Lab:
             for ctl in Path("/sys/fs/cgroup").glob("*"):
                 with contextlib.suppress(OSError):
                     (ctl / cg.lstrip("/")).rmdir()
+        if topology.netns_exists(S.HOST_NETNS) and p.config.exists():
+            # guests are gone, so br0 has no guest ports; the namespace goes anyway
+            self.bridge("delete", S.BRIDGE, check=False)
         say("removing namespaces")
         topology.destroy()
         for cg in rec.new_cgroups:
@@ -305,6 +310,14 @@ class Lab:
 
     def agent_pid(self) -> int | None:
         return lab_agent.running(self.paths)
+
+    def bridge(self, *args: str, python: str | None = None, check: bool = True):
+        """`vzlibvirt bridge ARGS` in the lab host, with the lab config (its state dir keeps
+        the bridge record): the lab makes br0 with the product, as a user would."""
+        env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "VZLIBVIRT_CONFIG": str(self.paths.config)}
+        return run(["ip", "netns", "exec", S.HOST_NETNS, python or sys.executable, "-m",
+                    "vzlibvirt", "bridge", *args], env=env, check=check, timeout=60)
 
     def restart_libvirtd(self) -> None:
         daemon.restart(self.paths)

@@ -9,11 +9,17 @@ from pathlib import Path
 HOST_NETNS = "vzlab-host"
 LAN_NETNS = "vzlab-lan"
 UPLINK = "enp0s5"
+# `lab up` makes br0 over the uplink (seed 5.2.1.2 / 5.2.2.1). Once the uplink is a bridge
+# port, ARP and NDP from the LAN arrive on br0, so routed guests' proxy entries live there.
+BRIDGE = "br0"
+NEIGH_DEV = BRIDGE
 LAN_DEV = "eth0"
 HOST_IP4 = "198.51.100.2/24"
 HOST_IP6 = "2001:db8:100::2/64"
 X_IP4 = "198.51.100.10"
 X_IP6 = "2001:db8:100::10"
+LAN_PREFIX4 = 24
+LAN_GATEWAY4 = HOST_IP4.split("/")[0]  # bridged guests' default gateway: the lab host
 GATEWAY4 = "169.254.0.1"
 GATEWAY6 = "fe80::1"
 

@@ -55,4 +55,11 @@ def healthy() -> bool:
     if not (netns_exists(S.HOST_NETNS) and netns_exists(S.LAN_NETNS)):
         return False
     out = run(in_netns(S.HOST_NETNS, ["ip", "-br", "link", "show", S.UPLINK]), check=False)
-    return out.returncode == 0 and "UP" in out.stdout
+    return out.returncode == 0 and "UP" in out.stdout and bridge_holds_uplink()
+
+
+def bridge_holds_uplink() -> bool:
+    """Is the uplink a port of the lab's br0 (made by `lab up`)?"""
+    out = run(in_netns(S.HOST_NETNS, ["ip", "-o", "link", "show", "master", S.BRIDGE]),
+              check=False)
+    return out.returncode == 0 and f" {S.UPLINK}@" in out.stdout
