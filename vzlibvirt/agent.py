@@ -3,7 +3,7 @@
 Why: libvirt runs the hook synchronously five times per guest life, and a Python
 process that imports lxml and pyroute2 costs ~200 ms per call; the agent imports them
 once, and the hook's thin client (hookclient.py) hands it the call over a root-only
-UNIX socket. It also watches netlink link and address events and re-publishes our
+UNIX socket. It also watches netlink link events and re-publishes our
 entries the moment a device comes back up (an administrative down flushes proxy
 entries). The state files stay the single source of truth: the agent keeps nothing
 that a crash or restart could lose.
@@ -221,14 +221,24 @@ class Agent:
 
     # netlink events
     def _watch_events(self) -> None:
+        """Re-publish on a device that comes back up after being down.
+
+        An administrative down flushes the device's proxy entries (and IPv4 routes and
+        IPv6 addresses through it); carrier loss and address changes do not touch our
+        entries, so only up-again transitions matter. A device seen up for the first time
+        is new (a guest starting): its hook is wiring it, and the agent stays out of the
+        way, so starting guests costs no event work however many guests the host has.
+        """
         from pyroute2 import IPRoute
 
-        groups = 0x1 | 0x10 | 0x100  # RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
         up: dict[int, bool] = {}
+        ever_up: set[int] = set()
         with IPRoute() as ipr:
-            ipr.bind(groups=groups)
+            ipr.bind(groups=0x1)  # RTMGRP_LINK
             for msg in ipr.get_links():
                 up[msg["index"]] = bool(msg["flags"] & IFF_UP)
+                if up[msg["index"]]:
+                    ever_up.add(msg["index"])
             while not self.stopping.is_set():
                 try:
                     msgs = ipr.get()
@@ -237,18 +247,17 @@ class Agent:
                     continue
                 devs: set[str] = set()
                 for msg in msgs:
-                    event = msg.get("event")
-                    if event == "RTM_NEWLINK":
+                    index = msg.get("index")
+                    if msg.get("event") == "RTM_DELLINK":
+                        up.pop(index, None)
+                        ever_up.discard(index)
+                    elif msg.get("event") == "RTM_NEWLINK":
                         is_up = bool(msg["flags"] & IFF_UP)
-                        if is_up and not up.get(msg["index"], False):
+                        if is_up and up.get(index) is False and index in ever_up:
                             devs.add(msg.get_attr("IFLA_IFNAME"))
-                        up[msg["index"]] = is_up
-                    elif event == "RTM_DELLINK":
-                        up.pop(msg["index"], None)
-                    elif event == "RTM_NEWADDR":
-                        name = msg.get_attr("IFA_LABEL")
-                        if name:
-                            devs.add(name)
+                        up[index] = is_up
+                        if is_up:
+                            ever_up.add(index)
                 for dev in sorted(d for d in devs if d):
                     self.heal(dev)
 
