@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.lab.guests import SEED_CONTAINERS
-from vzlibvirt.lab.settings import UPLINK
+from vzlibvirt.lab.settings import NEIGH_DEV
 
 
 def test_hooks_work_with_and_without_agent(lab, run_guests):
@@ -16,10 +16,10 @@ def test_hooks_work_with_and_without_agent(lab, run_guests):
         run_guests(ct)
         ip = ct.ips[0]
         assert host_routes(lab).get(ip) == lab.host_dev(ct)
-        assert (ip, UPLINK) in proxies(lab)
+        assert (ip, NEIGH_DEV) in proxies(lab)
         assert wait_for(lambda: lab.ping_from_x(ip), 10)
         lab.destroy(ct)
-        assert ip not in host_routes(lab) and (ip, UPLINK) not in proxies(lab)
+        assert ip not in host_routes(lab) and (ip, NEIGH_DEV) not in proxies(lab)
     finally:
         lab.start_agent()
     lab.start(ct)  # and through the agent again

@@ -60,7 +60,7 @@ def test_ten_containers_started_at_once(lab, run_guests):
         routes, proxy, records = host_routes(lab), proxies(lab), _records(lab)
         for g in gs:
             assert routes.get(g.ips[0]) == lab.host_dev(g), (g.name, routes)
-            assert (g.ips[0], S.UPLINK) in proxy
+            assert (g.ips[0], S.NEIGH_DEV) in proxy
             assert records[g.name]["phase"] == "wired"
         assert wait_for(lambda: all(lab.ping_from_x(g.ips[0]) for g in gs), 20)
     finally:
@@ -95,7 +95,7 @@ def test_libvirtd_sigkill_then_reconnect_and_reconcile(lab, run_guests):
     records = _records(lab)
     assert keep.name in records and gone.name not in records
     proxy = proxies(lab)
-    assert (keep.ips[0], S.UPLINK) in proxy and (gone.ips[0], S.UPLINK) not in proxy
+    assert (keep.ips[0], S.NEIGH_DEV) in proxy and (gone.ips[0], S.NEIGH_DEV) not in proxy
     assert gone.ips[0] not in host_routes(lab)
     assert wait_for(lambda: lab.ping_from_x(keep.ips[0]), 15)
     status = _vzlibvirt(lab, "status", "--json")

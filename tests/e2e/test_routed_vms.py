@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.lab.guests import SEED_VMS
-from vzlibvirt.lab.settings import UPLINK
+from vzlibvirt.lab.settings import NEIGH_DEV
 
 
 def test_two_routed_vms(lab, run_guests):
@@ -13,7 +13,7 @@ def test_two_routed_vms(lab, run_guests):
     for g in SEED_VMS:
         ip = g.ips[0]
         assert routes.get(ip) == lab.host_dev(g)
-        assert (ip, UPLINK) in proxy
+        assert (ip, NEIGH_DEV) in proxy
     for g in SEED_VMS:
         assert lab.wait_console(g, "VZLAB-READY", 120), f"{g.name} did not boot"
         # the guest's init pings 169.254.0.1 every 2 s and logs the result on its console
