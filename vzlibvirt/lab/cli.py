@@ -19,7 +19,8 @@ def main(argv: list[str]) -> int:
                     help="do not install the vzlibvirt hooks (lab debugging only)")
     up.add_argument("--no-agent", action="store_true",
                     help="no resident agent: every hook runs the engine in-process")
-    demo = sub.add_parser("demo", help="up, run the seed's host-routed setups, down")
+    demo = sub.add_parser("demo", help="up, show the seed's four figures (routed and "
+                                       "bridged containers and VMs), down")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
     sub.add_parser("down", help="remove every namespace, process, mount and file of the lab")
