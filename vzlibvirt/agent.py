@@ -28,61 +28,16 @@ from vzlibvirt import hook as hookmod
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 from vzlibvirt.hookclient import decode, encode, recv_all
-from vzlibvirt.state import StateStore
+from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
 MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
+INDEX_REFRESH_S = 2.0
 
 
 class AgentBusy(VzError):
     """Another agent already serves this state dir."""
-
-
-class RecordIndex:
-    """Which wired domains have entries on which device, kept current incrementally.
-
-    Netlink events name a device; the index answers which records to heal without
-    reading every state file: a refresh lists the directory and re-reads only the
-    records whose file changed since the last look.
-    """
-
-    def __init__(self, store: StateStore):
-        self.store = store
-        self._seen: dict[str, tuple[int, set[str]]] = {}  # key -> (mtime_ns, devices)
-
-    def refresh(self) -> None:
-        try:
-            names = os.listdir(self.store.domains)
-        except FileNotFoundError:
-            names = []
-        current = {}
-        for name in names:
-            if not name.endswith(".json"):
-                continue
-            key = name[:-5]
-            try:
-                mtime = os.stat(self.store.domains / name).st_mtime_ns
-            except FileNotFoundError:
-                continue
-            old = self._seen.get(key)
-            if old is not None and old[0] == mtime:
-                current[key] = old
-                continue
-            try:
-                record = self.store.load(key)
-            except (OSError, ValueError):
-                continue
-            devs = set()
-            if record is not None:
-                for irec in record.interfaces:
-                    devs.add(irec.host_dev)
-                    devs.update(irec.neighbour_devs)
-            current[key] = (mtime, devs)
-        self._seen = current
-
-    def keys_for(self, dev: str) -> list[str]:
-        return sorted(k for k, (_, devs) in self._seen.items() if dev in devs)
 
 
 class Agent:
@@ -135,6 +90,7 @@ class Agent:
 
     def serve_forever(self) -> None:
         threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
+        threading.Thread(target=self._keep_index_warm, name="index", daemon=True).start()
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
@@ -261,15 +217,20 @@ class Agent:
                 for dev in sorted(d for d in devs if d):
                     self.heal(dev)
 
+    def _keep_index_warm(self) -> None:
+        """Parse new state records in the background (a few ms at 1,000 guests), so that
+        re-publishing after an uplink flap starts at once instead of reading them all."""
+        while not self.stopping.wait(INDEX_REFRESH_S):
+            try:
+                self.index.refresh()
+            except Exception as exc:  # never let the refresher die
+                log.warning("state index refresh: %s", exc)
+
     def heal(self, dev: str) -> int:
         from vzlibvirt.engine import heal_device
 
-        self.index.refresh()
-        keys = self.index.keys_for(dev)
-        if not keys:
-            return 0
         with self.work:
-            outcome = heal_device(dev, self.store, self.resources.netlink, keys)
+            outcome = heal_device(dev, self.store, self.resources.netlink, self.index)
         for line in outcome.added:
             log.info("re-published on %s: %s", dev, line)
         return len(outcome.added)

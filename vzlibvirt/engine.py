@@ -22,7 +22,13 @@ from vzlibvirt.config import Config
 from vzlibvirt.entries import Entry
 from vzlibvirt.errors import ConflictError, HostError, VzError
 from vzlibvirt.model import Domain
-from vzlibvirt.state import AppliedEntry, DomainRecord, InterfaceRecord, StateStore
+from vzlibvirt.state import (
+    AppliedEntry,
+    DomainRecord,
+    InterfaceRecord,
+    RecordIndex,
+    StateStore,
+)
 from vzlibvirt.wiring import WireContext, load_plugins, plugin_for
 
 if TYPE_CHECKING:  # pyroute2 (~170 ms) stays off `prepare`, which imports check_claims
@@ -222,34 +228,40 @@ def _unwire_locked(key: str, store: StateStore, nl: Netlink) -> Outcome:
     return outcome
 
 
-def heal_device(dev: str, store: StateStore, nl: Netlink, keys: list[str] | None = None) -> Outcome:
+def heal_device(dev: str, store: StateStore, nl: Netlink,
+                index: RecordIndex | None = None) -> Outcome:
     """Re-add our entries on `dev` that the kernel dropped (an administrative `link set
     down` flushes every proxy entry of the device, permanent ones included).
 
     Only entries recorded as ours on the device that still has the recorded ifindex are
     touched: a device that was re-created needs `reconcile`, which re-resolves names.
+    A long-lived caller passes its RecordIndex, so nothing is parsed twice.
     """
     load_plugins()
     outcome = Outcome()
-    if keys is not None and len(keys) > 8:
-        from vzlibvirt.netlink import BulkView
+    with store.locked():
+        index = index or RecordIndex(store)
+        index.refresh()
+        records = [r for r in index.records_for(dev) if r.phase == "wired"]
+        if not records:
+            return outcome
+        if len(records) > 8:
+            from vzlibvirt.netlink import BulkView
 
-        nl = BulkView(nl)  # one dump per table instead of a request per entry
-    link = nl.link(dev)
-    if link is None:
-        return outcome
-    with store.locked(), nl.transaction():
-        for key in keys if keys is not None else store.domain_keys():
-            record = store.load(key)
-            if record is None or record.phase != "wired":
-                continue
-            for entry in record.owned_entries():
-                if getattr(entry, "dev", None) != dev or getattr(entry, "ifindex", None) \
-                        != link.index:
-                    continue
-                try:
-                    if not entry.present(nl) and entry.add(nl):
-                        outcome.added.append(f"{record.name}: {entry.describe()}")
-                except Exception as exc:
-                    log.warning("re-adding %s failed: %s", entry.describe(), error_text(exc))
+            nl = BulkView(nl)  # one dump of the proxy table instead of a get per entry
+        link = nl.link(dev)
+        if link is None:
+            return outcome
+        with nl.transaction():
+            for record in records:
+                for entry in record.owned_entries():
+                    if getattr(entry, "dev", None) != dev or \
+                            getattr(entry, "ifindex", None) != link.index:
+                        continue
+                    try:
+                        if not entry.present(nl) and entry.add(nl):
+                            outcome.added.append(f"{record.name}: {entry.describe()}")
+                    except Exception as exc:
+                        log.warning("re-adding %s failed: %s", entry.describe(),
+                                    error_text(exc))
     return outcome

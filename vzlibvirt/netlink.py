@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 import socket
 from collections.abc import Iterator
@@ -432,42 +433,60 @@ class BulkView:
 
     `reconcile` and the agent's re-publishing ask about thousands of entries at once;
     one dump per table instead of one request per entry keeps that linear in the number
-    of entries with a small constant. Changes go to the kernel and into the view.
+    of entries with a small constant. Each table is dumped on first use only (decoding a
+    dump costs pyroute2 ~0.2 ms a message, so re-publishing proxy entries dumps just the
+    proxy table); links are looked up one by one and memoised. Changes go to the kernel
+    and into the view.
     """
 
     def __init__(self, nl: Netlink):
         self.nl = nl
         self.ipr = nl.ipr
-        links = [_link(m) for m in nl.ipr.get_links()]
-        self._by_name = {link.name: link for link in links}
-        self._by_index = {link.index: link for link in links}
-        self._addrs = {(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                       for m in nl.ipr.get_addr()}
-        self._pneigh = nl.proxy_entries()
-        self._routes = {(m.get_attr("RTA_DST"), m["dst_len"], m.get_attr("RTA_OIF"))
-                        for fam in (socket.AF_INET, socket.AF_INET6)
-                        for m in nl.ipr.get_routes(family=fam, table=254)
-                        if m.get_attr("RTA_DST") is not None}
+        self._links: dict[object, Link | None] = {}
 
     def __getattr__(self, name):  # everything not answered here goes to the kernel
         return getattr(self.nl, name)
+
+    @functools.cached_property
+    def _addrs(self) -> set[tuple[int, str, int]]:
+        return {(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in self.nl.ipr.get_addr()}
+
+    @functools.cached_property
+    def _pneigh(self) -> set[tuple[str, int]]:
+        return self.nl.proxy_entries()
+
+    @functools.cached_property
+    def _routes(self) -> set[tuple[str, int, int]]:
+        return {(m.get_attr("RTA_DST"), m["dst_len"], m.get_attr("RTA_OIF"))
+                for fam in (socket.AF_INET, socket.AF_INET6)
+                for m in self.nl.ipr.get_routes(family=fam, table=254)
+                if m.get_attr("RTA_DST") is not None}
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[BulkView]:
         yield self
 
     def link(self, name: str) -> Link | None:
-        return self._by_name.get(name)
+        if ("name", name) not in self._links:
+            self._remember(("name", name), self.nl.link(name))
+        return self._links[("name", name)]
 
     def link_by_index(self, index: int) -> Link | None:
-        return self._by_index.get(index)
+        if ("index", index) not in self._links:
+            self._remember(("index", index), self.nl.link_by_index(index))
+        return self._links[("index", index)]
+
+    def _remember(self, key, link: Link | None) -> None:
+        self._links[key] = link
+        if link is not None:
+            self._links[("name", link.name)] = self._links[("index", link.index)] = link
 
     def set_up(self, index: int) -> None:
         self.nl.set_up(index)
-        link = self._by_index.get(index)
+        link = self.link_by_index(index)
         if link is not None:
-            up = dataclasses.replace(link, up=True)
-            self._by_index[index] = self._by_name[link.name] = up
+            self._remember(("index", index), dataclasses.replace(link, up=True))
 
     def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
         return (index, address, prefixlen) in self._addrs

@@ -208,3 +208,44 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+class RecordIndex:
+    """The wired records by device, kept current incrementally.
+
+    A netlink event names a device; the index answers which records have entries there
+    without parsing every state file again: a refresh lists the directory and re-reads
+    only the records whose file changed since the last look.
+    """
+
+    def __init__(self, store: StateStore):
+        self.store = store
+        self._seen: dict[str, tuple[int, DomainRecord, frozenset[str]]] = {}
+
+    def refresh(self) -> None:
+        try:
+            names = os.listdir(self.store.domains)
+        except FileNotFoundError:
+            names = []
+        current = {}
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            key = name[:-5]
+            try:
+                mtime = os.stat(self.store.domains / name).st_mtime_ns
+                old = self._seen.get(key)
+                if old is not None and old[0] == mtime:
+                    current[key] = old
+                    continue
+                record = self.store.load(key)
+            except (OSError, ValueError):
+                continue
+            if record is not None:
+                devs = frozenset(d for i in record.interfaces
+                                 for d in (i.host_dev, *i.neighbour_devs))
+                current[key] = (mtime, record, devs)
+        self._seen = current
+
+    def records_for(self, dev: str) -> list[DomainRecord]:
+        return [rec for _, rec, devs in self._seen.values() if dev in devs]
