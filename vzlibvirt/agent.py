@@ -90,6 +90,7 @@ class Agent:
 
     def serve_forever(self) -> None:
         threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
+        self.index.refresh()  # before the first event can ask for it
         threading.Thread(target=self._keep_index_warm, name="index", daemon=True).start()
         from vzlibvirt.dnsmasq import start_in_thread
 
