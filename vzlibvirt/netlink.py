@@ -428,6 +428,9 @@ def error_text(exc: BaseException) -> str:
     return str(exc)
 
 
+LINK_DUMP_AFTER = 32
+
+
 class BulkView:
     """A Netlink whose presence questions are answered from one dump of each table.
 
@@ -443,6 +446,7 @@ class BulkView:
         self.nl = nl
         self.ipr = nl.ipr
         self._links: dict[object, Link | None] = {}
+        self._misses = 0
 
     def __getattr__(self, name):  # everything not answered here goes to the kernel
         return getattr(self.nl, name)
@@ -468,14 +472,21 @@ class BulkView:
         yield self
 
     def link(self, name: str) -> Link | None:
-        if ("name", name) not in self._links:
-            self._remember(("name", name), self.nl.link(name))
-        return self._links[("name", name)]
+        return self._lookup(("name", name), lambda: self.nl.link(name))
 
     def link_by_index(self, index: int) -> Link | None:
-        if ("index", index) not in self._links:
-            self._remember(("index", index), self.nl.link_by_index(index))
-        return self._links[("index", index)]
+        return self._lookup(("index", index), lambda: self.nl.link_by_index(index))
+
+    def _lookup(self, key, get) -> Link | None:
+        """One get per link at first; past a few dozen, one dump of them all is cheaper."""
+        if key not in self._links:
+            self._misses += 1
+            if self._misses == LINK_DUMP_AFTER:
+                for msg in self.nl.ipr.get_links():
+                    self._remember(("index", msg["index"]), _link(msg))
+            if key not in self._links:
+                self._remember(key, get())
+        return self._links[key]
 
     def _remember(self, key, link: Link | None) -> None:
         self._links[key] = link

@@ -34,11 +34,12 @@ class RoutedWiring(InterfaceWiring):
         if link is None:
             raise VzError(f"host device {iface.host_dev} does not exist")
         guest_ips = [str(ip.address) for ip in iface.ips]
+        known = set(previous.ips) if previous else set()
         for ip in guest_ips:
-            self._refuse_host_owned(ctx, ip, link.index)
+            if ip not in known:  # checked when it was first wired
+                self._refuse_host_owned(ctx, ip, link.index)
         neighbours = self._neighbours(ctx, iface, link.index, previous)
         if ctx.config.routed.conflict_probe:
-            known = set(previous.ips) if previous else set()
             self._probe_lan(ctx, [ip for ip in guest_ips if ip not in known], neighbours)
         return InterfaceRecord(
             mac=iface.mac or "", mode=self.mode.value, host_dev=link.name,
