@@ -20,6 +20,7 @@ from vzlibvirt.wiring import InterfaceWiring, WireContext, register
 
 log = logging.getLogger(__name__)
 RTN_LOCAL = 2
+_ANNOUNCE_FAILED: set[tuple[str, int | None]] = set()
 
 
 class RoutedWiring(InterfaceWiring):
@@ -64,7 +65,12 @@ class RoutedWiring(InterfaceWiring):
                 try:
                     announce.announce(link.index, link.mac, ip)
                 except OSError as exc:  # an announcement is a courtesy, not a guarantee
-                    log.warning("announcing %s on %s failed: %s", ip, name, exc)
+                    # once per device and error: a re-publish of 1,000 guests on an uplink
+                    # whose IPv6 link-local is not ready yet must not log 1,000 lines
+                    if (name, exc.errno) not in _ANNOUNCE_FAILED:
+                        _ANNOUNCE_FAILED.add((name, exc.errno))
+                        log.warning("announcing %s on %s failed: %s (further failures of "
+                                    "this kind are not logged)", ip, name, exc)
 
     @staticmethod
     def _probe_lan(ctx: WireContext, ips: list[str], neighbours: list[tuple[str, int]]) -> None:
