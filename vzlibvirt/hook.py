@@ -168,7 +168,7 @@ class DomainHook:
             if record is not None and record.phase == "wired" and all(
                 _ifindex(i.host_dev) == i.ifindex for i in record.interfaces
             ):
-                return  # wired at `start`, devices unchanged
+                return  # already wired (a repeated call) and the devices are the same
         domain = self.parse(data)
         if domain.managed_interfaces:
             self._wire(domain)
