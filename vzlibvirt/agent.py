@@ -203,11 +203,13 @@ class Agent:
                     log.error("netlink events: %s", exc)
                     continue
                 devs: set[str] = set()
+                gone: list[tuple[str, int]] = []
                 for msg in msgs:
                     index = msg.get("index")
                     if msg.get("event") == "RTM_DELLINK":
                         up.pop(index, None)
                         ever_up.discard(index)
+                        gone.append((msg.get_attr("IFLA_IFNAME"), index))
                     elif msg.get("event") == "RTM_NEWLINK":
                         is_up = bool(msg["flags"] & IFF_UP)
                         if is_up and up.get(index) is False and index in ever_up:
@@ -217,6 +219,9 @@ class Agent:
                             ever_up.add(index)
                 for dev in sorted(d for d in devs if d):
                     self.heal(dev)
+                for dev, index in gone:
+                    if dev:
+                        self.forget_guest_device(dev, index)
 
     def _keep_index_warm(self) -> None:
         """Parse new state records in the background (a few ms at 1,000 guests), so that
@@ -226,6 +231,32 @@ class Agent:
                 self.index.refresh()
             except Exception as exc:  # never let the refresher die
                 log.warning("state index refresh: %s", exc)
+
+    def forget_guest_device(self, dev: str, ifindex: int) -> list[str]:
+        """A guest's host device went away: libvirt deletes the tap / veth before it runs
+        the `stopped` hook, and a guest can die while libvirtd is down. Unwire the domains
+        all of whose host devices are gone, at once; the `stopped` hook then finds no
+        record and returns in the shell. A device that is merely renamed or re-created
+        under the same name keeps its domain's record for the hooks and `reconcile`."""
+        from vzlibvirt.engine import unwire
+
+        forgotten = []
+        with self.work:
+            self.index.refresh()
+            for record in self.index.records_for(dev):
+                devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
+                if (dev, ifindex) not in devices or any(
+                        _ifindex(name) == idx for name, idx in devices):
+                    continue
+                try:
+                    outcome = unwire(record.key, self.store, self.resources.netlink)
+                except VzError as exc:
+                    log.error("%s", exc.line())
+                    continue
+                forgotten.append(record.name)
+                log.info("%s: its host device %s is gone: removed %d entries", record.name,
+                         dev, len(outcome.removed))
+        return forgotten
 
     def heal(self, dev: str) -> int:
         from vzlibvirt.engine import heal_device
@@ -262,3 +293,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, agent.stop)
     agent.serve_forever()
     return EXIT_OK
+
+
+def _ifindex(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None

@@ -186,3 +186,23 @@ def test_second_agent_refuses(topo, vz, shimmed):
         "another agent" in second.stderr
     assert second.stderr.count("\n") == 1
     assert first.proc.poll() is None and Path(first.sock).exists()
+
+
+def test_agent_unwires_a_domain_whose_device_is_gone(topo, vz, shimmed, guest):
+    """libvirt deletes the tap/veth before `stopped`; the agent removes the domain's
+    entries at once and the stop hooks find nothing left to do."""
+    g, xml = guest
+    agent = shimmed()
+    life(vz, topo, xml, ops=OPS[:3])
+    # the uplink going away is not the guest going away: its record stays
+    topo.ip(topo.host, "link", "set", "enp0s5", "down")
+    topo.ip(topo.host, "link", "set", "enp0s5", "up")
+    assert len(vz.records()) == 1
+    topo.ip(topo.host, "link", "del", g.host_dev)
+    deadline = time.monotonic() + 5
+    while vz.records() or topo.proxy_entries():
+        assert time.monotonic() < deadline, "the agent did not unwire the gone guest"
+        time.sleep(0.01)
+    assert "vnet0 is gone: removed" in agent.log.read_text()
+    life(vz, topo, xml, ops=OPS[3:])
+    assert topo.route_to("198.51.100.101") is None
