@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from vzlibvirt.bridged_checks import missing_bridge_error
 from vzlibvirt.entries import DeviceEntry, Entry, LinkUp, register
-from vzlibvirt.errors import VzError
+from vzlibvirt.errors import ConflictError, VzError
 from vzlibvirt.model import Filter, Interface, Mode
 from vzlibvirt.plan import bridge_for
 from vzlibvirt.portsec import port_security_entries
@@ -194,6 +194,12 @@ class BridgedWiring(InterfaceWiring):
             other = nl.link_by_index(link.master)
             raise VzError(f"host device {link.name} is already a port of "
                           f"{other.name if other else link.master}, not of {bridge}")
+        if iface.mac:
+            elsewhere = nl.fdb_ports(br.index, iface.mac) - {link.index}
+            if elsewhere:
+                port = nl.link_by_index(min(elsewhere))
+                raise ConflictError(f"MAC {iface.mac} is already present on {bridge} "
+                                    f"(behind port {port.name if port else min(elsewhere)})")
         return InterfaceRecord(
             mac=iface.mac or "", mode=self.mode.value, host_dev=link.name,
             ifindex=link.index, ips=[str(i) for i in iface.ips], neighbour_devs=[],

@@ -22,6 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 RTPROT_VZLIBVIRT = 247  # our routes carry this protocol, so `ip route show proto 247` finds them
 NTF_PROXY = 0x08
+NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
 RT_SCOPE_LINK = 253
 IFA_F_NODAD = 0x02
@@ -256,6 +257,16 @@ class Netlink:
     def route_present(self, dst: str, prefixlen: int, oif: int) -> bool:
         info = self.route_match(dst, prefixlen)
         return info is not None and info.oif == oif
+
+    def fdb_ports(self, bridge_index: int, mac: str) -> set[int]:
+        """Ports of the bridge on which `mac` is known (learned or static), from a dump of
+        that bridge's forwarding database only (the kernel filters by master)."""
+        mac = mac.lower()
+        return {m["ifindex"] for m in self.ipr.neigh("dump", family=socket.AF_BRIDGE,
+                                                      master=bridge_index,
+                                                      dump_filter=lambda _m: True)
+                if (m.get_attr("NDA_LLADDR") or "").lower() == mac
+                and not m["flags"] & NTF_SELF}
 
     def proxy_entries(self) -> set[tuple[str, int]]:
         """(address, ifindex) of every proxy entry, IPv4 and IPv6 (one dump each)."""

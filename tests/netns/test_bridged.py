@@ -249,3 +249,17 @@ def test_port_security_ipv6(topo, vz, br0, filt):
     assert _ra_reaches_x(topo, g) == (filt == "none")
     vz.stop("lxc", "p6", xml, topo.host)
     assert nft_elements(topo, "port_ip6") == []
+
+
+def test_mac_already_on_the_bridge_is_refused(topo, vz, br0):
+    """A guest whose MAC the bridge already knows behind another port (another guest,
+    or a host on the LAN) is refused at `started`, with nothing applied."""
+    g = add_bridged_guest(topo, "b9", "198.51.100.109/24", host_dev="vbb9",
+                          guest_dev="netif1")
+    topo.exec(topo.host, "bridge", "fdb", "add", g.mac, "dev", "enp0s5", "master", "static",
+              check=True)
+    xml = domain_xml("b9", interfaces=[bridged(g.mac, target=g.host_dev)])
+    r = vz.hook("lxc", "b9", "started", xml, ns=topo.host)
+    assert r.rc == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert f"MAC {g.mac} is already present on br0 (behind port enp0s5)" in r.stderr
+    assert link_master(topo, topo.host, "vbb9") is None and vz.records() == []
