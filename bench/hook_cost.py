@@ -8,8 +8,9 @@ guest plus 1,000 routed guests wired beforehand) it times, in one run side by si
   inproc  vzlibvirt's shim with no agent (the client runs the engine in-process)
   agent   vzlibvirt's shim with the resident agent
 each as libvirt runs it: prepare, start, started, stopped, release, XML on stdin,
-libvirt's minimal environment, the guest's device deleted before `stopped`. It also times `reconcile` of 1,000 guests and how soon
-the agent has every proxy entry back after the uplink comes up. Figures are printed,
+libvirt's minimal environment, the guest's device deleted before `stopped`. It also
+times `reconcile` of 1,000 guests and how soon the agent has every proxy entry back
+after the uplink comes up. Figures are printed,
 never asserted.
 """
 
