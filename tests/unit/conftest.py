@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import VzEnv
+
 REPO = Path(__file__).resolve().parents[2]
 ERROR_LINE = re.compile(r"^vzlibvirt: [^\n]+\n\Z")
 
@@ -56,21 +58,9 @@ class Result:
 
 
 @dataclass
-class Cli:
-    """Runs `python -m vzlibvirt ...` as libvirt's hook shim would, against a private config."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "vzlibvirt.toml"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state"
-
-    def write_config(self, extra: str = "") -> None:
-        self.config.write_text(f'[state]\ndir = "{self.state}"\n{extra}')
+class Cli(VzEnv):
+    """Runs `python -m vzlibvirt ...` as libvirt's hook shim would, against a private config
+    (the config and state layout are VzEnv's; calls run in this namespace, no root)."""
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
