@@ -247,7 +247,12 @@ for _cls in (HostSysctl, DeviceSysctl, LinkUp, Address, Route, ProxyNeighbour):
 
 def entry_from_json(data: dict[str, Any]) -> Entry:
     data = dict(data)
-    cls = ENTRY_TYPES.get(data.pop("kind", ""))
+    kind = data.pop("kind", "")
+    if kind not in ENTRY_TYPES:  # kinds of the modes register when their module loads
+        from vzlibvirt.wiring import load_plugins
+
+        load_plugins()
+    cls = ENTRY_TYPES.get(kind)
     if cls is None:
-        raise ValueError(f"unknown entry kind in state: {data!r}")
+        raise ValueError(f"unknown entry kind {kind!r} in state: {data!r}")
     return cls(**data)

@@ -20,7 +20,9 @@ import json
 import os
 import socket
 import struct
-from typing import Any
+from typing import Any, ClassVar
+
+from vzlibvirt.entries import Entry
 
 NFT_CTX_OUTPUT_JSON = 1 << 4
 NETLINK_NETFILTER = 12
@@ -98,6 +100,83 @@ class Nft:
     def batch(self, commands: list[dict[str, Any]]) -> str:
         """One atomic transaction of JSON commands."""
         return self.run(json.dumps({"nftables": commands}))
+
+
+_nft: Nft | None = None
+
+
+def nft() -> Nft:
+    """The process's libnftables context, made on first use."""
+    global _nft
+    if _nft is None:
+        _nft = Nft()
+    return _nft
+
+
+class SetTable:
+    """One table of ours whose rules never change: guests only add and remove elements
+    of its sets. The ruleset is a constant in nft syntax; elements, which carry guest
+    data, go through the JSON API, so no input is ever spliced into nft syntax."""
+
+    def __init__(self, family: str, name: str, ruleset: str):
+        self.family, self.name, self.ruleset = family, name, ruleset
+
+    def ensure(self) -> bool:
+        """Create the table if it is missing; True when this call created it."""
+        try:
+            nft().run(f"create table {self.family} {self.name}\n{self.ruleset}")
+        except NftError as exc:
+            if "File exists" in str(exc):
+                return False
+            raise
+        return True
+
+    def write(self, op: str, set_name: str, elem: Any) -> None:
+        """Add or delete one element (the table is made on the first add)."""
+        cmd = [{op: {"element": {"family": self.family, "table": self.name,
+                                 "name": set_name, "elem": [elem]}}}]
+        try:
+            nft().batch(cmd)
+        except NftError:
+            if op != "add" or not self.ensure():
+                raise
+            nft().batch(cmd)  # the table was missing: made now, try once more
+
+    def present(self, set_name: str, key: bytes) -> bool:
+        return element_present(self.family, self.name, set_name, key)
+
+
+class SetElement(Entry):
+    """A host entry that is one element of one of our sets; keyed by ifindex, so it stays
+    valid (and removable) after the device went away and its name was reused."""
+
+    table: ClassVar[SetTable]
+    set_name: ClassVar[str]
+    dev: str
+    ifindex: int
+
+    def key(self) -> bytes:
+        """The element's key in the kernel's layout (for the one-request lookup)."""
+        raise NotImplementedError
+
+    def elem(self) -> Any:
+        """The element in nft JSON."""
+        raise NotImplementedError
+
+    def present(self, nl) -> bool:
+        return self.table.present(self.set_name, self.key())
+
+    def add(self, nl) -> bool:
+        if self.present(nl):
+            return False
+        self.table.write("add", self.set_name, self.elem())
+        return True
+
+    def remove(self, nl) -> bool:
+        if not self.present(nl):
+            return False
+        self.table.write("delete", self.set_name, self.elem())
+        return True
 
 
 def element_present(family: str, table: str, set_name: str, key: bytes) -> bool:

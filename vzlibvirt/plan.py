@@ -20,6 +20,7 @@ from vzlibvirt.entries import (
     Route,
 )
 from vzlibvirt.model import Domain, Driver, GuestIP, Interface, IPSource, Mode
+from vzlibvirt.rpfilter6 import RoutedPort6
 
 
 def routed_entries(
@@ -62,6 +63,8 @@ def routed_entries(
             DeviceSysctl(dev, idx, f"net/ipv6/conf/{dev}/accept_ra", "0"),
             DeviceSysctl(dev, idx, f"net/ipv6/conf/{dev}/forwarding", "1"),
         ]
+    if has6:
+        out.append(RoutedPort6(dev, idx))  # IPv6 has no rp_filter sysctl
     out.append(LinkUp(dev, idx))
     if has4:
         out.append(Address(dev, idx, str(config.routed.gateway4), 32))

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from vzlibvirt.entries import Entry, register
 from vzlibvirt.model import Filter
-from vzlibvirt.nftlib import Nft, NftError, element_present
+from vzlibvirt.nftlib import SetElement, SetTable
 
 FAMILY = "bridge"
 TABLE = "vzlibvirt"
@@ -62,37 +62,12 @@ table {FAMILY} {TABLE} {{
 }}
 """
 
-_nft: Nft | None = None
-
-
-def nft() -> Nft:
-    """The process's libnftables context, made on first use."""
-    global _nft
-    if _nft is None:
-        _nft = Nft()
-    return _nft
+TABLE_OBJ = SetTable(FAMILY, TABLE, RULESET)
 
 
 def ensure_table() -> bool:
     """Create our table if it is missing; True when this call created it."""
-    try:
-        nft().run(f"create table {FAMILY} {TABLE}\n{RULESET}")
-    except NftError as exc:
-        if "File exists" in str(exc):
-            return False
-        raise
-    return True
-
-
-def _write(op: str, set_name: str, elem: Any) -> None:
-    cmd = [{op: {"element": {"family": FAMILY, "table": TABLE, "name": set_name,
-                             "elem": [elem]}}}]
-    try:
-        nft().batch(cmd)
-    except NftError:
-        if op != "add" or not ensure_table():
-            raise
-        nft().batch(cmd)  # the table was missing: made now, try once more
+    return TABLE_OBJ.ensure()
 
 
 def eui64_link_local(mac: str) -> ipaddress.IPv6Address:
@@ -103,33 +78,10 @@ def eui64_link_local(mac: str) -> ipaddress.IPv6Address:
     return ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid)
 
 
-class _Element(Entry):
-    """An element of one of our sets; keyed by ifindex, so valid after the device went."""
+class _Element(SetElement):
+    """An element of one of our port-security sets."""
 
-    set_name: ClassVar[str]
-    dev: str
-    ifindex: int
-
-    def key(self) -> bytes:
-        raise NotImplementedError
-
-    def elem(self) -> Any:
-        raise NotImplementedError
-
-    def present(self, nl) -> bool:
-        return element_present(FAMILY, TABLE, self.set_name, self.key())
-
-    def add(self, nl) -> bool:
-        if self.present(nl):
-            return False
-        _write("add", self.set_name, self.elem())
-        return True
-
-    def remove(self, nl) -> bool:
-        if not self.present(nl):
-            return False
-        _write("delete", self.set_name, self.elem())
-        return True
+    table: ClassVar[SetTable] = TABLE_OBJ
 
 
 def _index(i: int) -> bytes:

@@ -21,6 +21,7 @@ from vzlibvirt.entries import (
 )
 from vzlibvirt.model import Driver, GuestIP, IPSource
 from vzlibvirt.plan import bridge_for, describe_plan, routed_entries
+from vzlibvirt.rpfilter6 import RoutedPort6
 
 M1, M2, M3 = "52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03"
 UPLINK = [("enp0s5", 2)]
@@ -57,6 +58,7 @@ def test_ipv6_entries_exactly():
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/disable_ipv6", "0"),
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/accept_ra", "0"),
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/forwarding", "1"),
+        RoutedPort6("tap0", 9),
         LinkUp("tap0", 9),
         Address("tap0", 9, "fe80::1", 128),
         Route("tap0", 9, "2001:db8:100::101", 128),
@@ -70,8 +72,8 @@ def test_dual_stack_many_ips_many_neighbours():
     got = routed_entries("veth1", 7, ips, neigh, Config())
     kinds = [e.kind for e in got]
     # settings, then link up, then addresses, routes, and proxy entries last
-    rank = {"host-sysctl": 0, "dev-sysctl": 0, "link-up": 1, "address": 2, "route": 3,
-            "proxy-neigh": 4}
+    rank = {"host-sysctl": 0, "dev-sysctl": 0, "rpfilter6-port": 0, "link-up": 1,
+            "address": 2, "route": 3, "proxy-neigh": 4}
     assert [rank[k] for k in kinds] == sorted(rank[k] for k in kinds)
     assert {e for e in got if isinstance(e, Address)} == {
         Address("veth1", 7, "169.254.0.1", 32), Address("veth1", 7, "fe80::1", 128)}
