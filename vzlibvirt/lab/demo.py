@@ -72,6 +72,9 @@ def run_demo(lab: Lab, *, keep: bool = False, vms: bool = True) -> int:
         _say(bridge_ports(host, rows))
 
         _say(f"\n== Computer X ({X_IP4}, on the LAN behind {UPLINK}) pings every guest")
+        # earlier experiments in this lab may have left X a stale MAC for a reused IP;
+        # a LAN host would wait out its neighbour entry, the demo starts X afresh
+        lab.in_lan(["ip", "neigh", "flush", "all"], check=False)
         for row in rows:
             row.reachable, row.rtt_ms = _ping(lab, row.guest.ips[0])
             _say(f"   ping {row.guest.ips[0]} ({row.guest.name}): "
