@@ -45,6 +45,8 @@ def lab(lab_session) -> Lab:
     lab, _ = lab_session
     if not lab.is_up():  # the lifecycle test takes it down and up again
         lab.up()
+    # tests reuse LAN addresses with other MACs: Computer X starts each test afresh
+    lab.in_lan(["ip", "neigh", "flush", "all"], check=False)
     return lab
 
 
