@@ -38,7 +38,7 @@ class RoutedWiring(InterfaceWiring):
         known = set(previous.ips) if previous else set()
         for ip in guest_ips:
             if ip not in known:  # checked when it was first wired
-                self._refuse_host_owned(ctx, ip, link.index)
+                self._refuse_host_owned(ctx, ip)
         neighbours = self._neighbours(ctx, iface, link.index, previous)
         if ctx.config.routed.conflict_probe:
             self._probe_lan(ctx, [ip for ip in guest_ips if ip not in known], neighbours)
@@ -93,7 +93,7 @@ class RoutedWiring(InterfaceWiring):
                                     f"(answered by {other} on {name})")
 
     @staticmethod
-    def _refuse_host_owned(ctx: WireContext, ip: str, own_index: int) -> None:
+    def _refuse_host_owned(ctx: WireContext, ip: str) -> None:
         """A local route means the host itself owns the address."""
         route = ctx.nl.route_get(ip)
         if route is not None and route.type == RTN_LOCAL:
