@@ -161,6 +161,18 @@ class Topology:
         return None
 
 
+def wait_for(pred, timeout: float = 30, interval: float = 0.05):
+    """Poll PRED until it returns something true or TIMEOUT passes; its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
 def host_snapshot(topo: Topology) -> dict[str, object]:
     """Everything of the host namespace that wiring may touch, in comparable form."""
     ns = topo.host

@@ -146,6 +146,11 @@ class SetTable:
         return element_present(self.family, self.name, set_name, key)
 
 
+def ifindex_key(ifindex: int) -> bytes:
+    """An `iface_index` set key in the kernel's layout (meta iif: host byte order)."""
+    return struct.pack("=I", ifindex)
+
+
 class SetElement(Entry):
     """A host entry that is one element of one of our sets; keyed by ifindex, so it stays
     valid (and removable) after the device went away and its name was reused."""

@@ -21,13 +21,12 @@ goes through the JSON API so no input is ever spliced into nft syntax.
 from __future__ import annotations
 
 import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from vzlibvirt.entries import Entry, register
 from vzlibvirt.model import Filter
-from vzlibvirt.nftlib import SetElement, SetTable
+from vzlibvirt.nftlib import SetElement, SetTable, ifindex_key
 
 FAMILY = "bridge"
 TABLE = "vzlibvirt"
@@ -84,10 +83,6 @@ class _Element(SetElement):
     table: ClassVar[SetTable] = TABLE_OBJ
 
 
-def _index(i: int) -> bytes:
-    return struct.pack("=I", i)  # meta iif: host byte order
-
-
 @dataclass(frozen=True)
 class PortFilter(_Element):
     """The port's entry in `ports`: which check its frames go through."""
@@ -99,7 +94,7 @@ class PortFilter(_Element):
     filter: str
 
     def key(self) -> bytes:
-        return _index(self.ifindex)
+        return ifindex_key(self.ifindex)
 
     def elem(self) -> Any:
         return [self.ifindex, {"jump": {"target": CHAIN_FOR[Filter(self.filter)]}}]
@@ -117,7 +112,7 @@ class PortMac(_Element):
     mac: str
 
     def key(self) -> bytes:
-        return _index(self.ifindex) + bytes.fromhex(self.mac.replace(":", "")) + b"\0\0"
+        return ifindex_key(self.ifindex) + bytes.fromhex(self.mac.replace(":", "")) + b"\0\0"
 
     def elem(self) -> Any:
         return {"concat": [self.ifindex, self.mac]}
@@ -138,7 +133,7 @@ class PortIP(_Element):
         return "port_ip6" if ":" in self.address else "port_ip4"
 
     def key(self) -> bytes:
-        return _index(self.ifindex) + ipaddress.ip_address(self.address).packed
+        return ifindex_key(self.ifindex) + ipaddress.ip_address(self.address).packed
 
     def elem(self) -> Any:
         return {"concat": [self.ifindex, self.address]}

@@ -10,12 +10,11 @@ and remove their device's element, so the per-packet cost does not grow with gue
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from vzlibvirt.entries import register
-from vzlibvirt.nftlib import SetElement, SetTable
+from vzlibvirt.nftlib import SetElement, SetTable, ifindex_key
 
 RULESET = """
 table ip6 vzlibvirt {
@@ -46,7 +45,7 @@ class RoutedPort6(SetElement):
     ifindex: int
 
     def key(self) -> bytes:
-        return struct.pack("=I", self.ifindex)  # meta iif: host byte order
+        return ifindex_key(self.ifindex)
 
     def elem(self) -> Any:
         return self.ifindex

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.nettopo import wait_for as _wait_for
 from vzlibvirt.lab import procs as lab_procs
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.lab import Lab
@@ -95,10 +95,5 @@ def assert_clean(before: Leftovers, after: Leftovers) -> None:
 
 
 def wait_for(pred, timeout: float = 30, interval: float = 0.5):
-    """Poll PRED until it returns something true or TIMEOUT passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    """Poll PRED until it returns something true or TIMEOUT passes (lab-paced)."""
+    return _wait_for(pred, timeout, interval)

@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.nettopo import Guest, Topology
+from tests.nettopo import wait_for as _wait_for
 
 BUSYBOX = "/bin/busybox"
 
@@ -92,12 +92,7 @@ def kill_dnsmasqs(root: Path) -> None:
 
 
 def wait_for(pred, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
+    return _wait_for(pred, timeout, interval)
 
 
 class Resident:
