@@ -4,8 +4,11 @@ Why: libvirt runs the hook synchronously five times per guest life, and a Python
 process that imports lxml and pyroute2 costs ~200 ms per call; the agent imports them
 once, and the hook's thin client (hookclient.py) hands it the call over a root-only
 UNIX socket. It also watches netlink link events and re-publishes our
-entries the moment a device comes back up (an administrative down flushes proxy
-entries). The state files stay the single source of truth: the agent keeps nothing
+entries the moment a device comes back up or gets its carrier back (an administrative
+down flushes proxy entries; on Linux 6.1 a carrier loss does too), repairs drift every
+`[agent] resync_s` (resync.py), and follows libvirt's domain events (libvirt_events.py)
+for what no hook sees: hot-plugged interfaces, live metadata changes, guests that
+stopped without their hook. The state files stay the single source of truth: the agent keeps nothing
 that a crash or restart could lose.
 """
 
@@ -32,6 +35,7 @@ from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # carrier
 MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 
@@ -92,6 +96,9 @@ class Agent:
         threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
         self.index.refresh()  # before the first event can ask for it
         threading.Thread(target=self._keep_index_warm, name="index", daemon=True).start()
+        if self.config.agent.resync_s:
+            threading.Thread(target=self._resync_forever, name="resync", daemon=True).start()
+        self.libvirt = self._follow_libvirt()
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
@@ -145,6 +152,9 @@ class Agent:
     def handle(self, fields: list[bytes]) -> list[bytes]:
         if fields[:1] == [b"ping"]:
             return [b"0", b"", b"pong"]
+        if fields[:1] in ([b"check"], [b"check-stopped"], [b"apply"]) and len(fields) == 3:
+            return self.serve_live(fields[0].decode(), fields[1].decode(errors="replace"),
+                                   fields[2])
         if len(fields) < 3 or fields[0] != b"hook":
             return [b"2", b"vzlibvirt: unknown agent request\n", b""]
         env = dict(kv.decode(errors="replace").partition("=")[::2]
@@ -176,15 +186,92 @@ class Agent:
         self._config_mtime = mtime
         self.resources.config = self.config
 
+    def serve_live(self, op: str, driver: str, data: bytes) -> list[bytes]:
+        """`vzlibvirt set` asks: check a domain's new XML, or apply its live XML."""
+        from vzlibvirt import live
+
+        with self.work:
+            self._refresh_config()
+            rc, err = live.serve(op, driver, data, self.config, self.store,
+                                 self.resources.netlink)
+        for line in err.splitlines():
+            log.info("%s: %s", op, line)
+        return [str(rc).encode(), err.encode(), b""]
+
+    # libvirt events (never called from a hook request: see libvirt_events.py)
+    def _follow_libvirt(self):
+        if not self.config.agent.connect:
+            return None
+        from vzlibvirt.libvirt_events import Handlers, LibvirtEvents
+
+        events = LibvirtEvents(self.config.agent.connect, Handlers(
+            apply=self._event_apply, stopped=self._event_stopped,
+            reconcile=self._event_reconcile), self.stopping)
+        events.start()
+        return events
+
+    def _event_apply(self, driver: str, data: bytes) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            try:
+                outcome = live.apply(data, driver, self.config, self.store,
+                                     self.resources.netlink)
+            except VzError as exc:  # refused by the rules: applied not at all
+                log.error("%s", exc.line())
+                return
+        if outcome is not None:
+            for line in outcome.removed:
+                log.info("live change: removed %s", line)
+
+    def _event_stopped(self, key: str) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            try:
+                outcome = live.forget_if_gone(key, self.store, self.resources.netlink)
+            except VzError as exc:
+                log.error("%s", exc.line())
+                return
+        if outcome is not None:
+            log.info("%s stopped: removed %d entries", key, len(outcome.removed))
+
+    def _event_reconcile(self, driver: str, xmls: list[bytes]) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            lines = live.reconcile_driver(driver, xmls, self.config, self.store,
+                                          self.resources.netlink)
+        log.info("reconciled %d running %s domains (%d changes)", len(xmls), driver,
+                 len(lines))
+        for line in lines:
+            log.info("%s", line)
+
+    # drift repair
+    def _resync_forever(self) -> None:
+        while not self.stopping.wait(self.config.agent.resync_s):
+            try:
+                self.resync()
+            except Exception as exc:  # never let the repair loop die
+                log.error("resync: %s: %s", type(exc).__name__, exc)
+
+    def resync(self):
+        from vzlibvirt.resync import resync
+
+        with self.work:
+            return resync(self.store, self.resources.netlink, self.index)
+
     # netlink events
     def _watch_events(self) -> None:
-        """Re-publish on a device that comes back up after being down.
+        """Re-publish on a device that comes back up, or gets its carrier back.
 
         An administrative down flushes the device's proxy entries (and IPv4 routes and
-        IPv6 addresses through it); carrier loss and address changes do not touch our
-        entries, so only up-again transitions matter. A device seen up for the first time
-        is new (a guest starting): its hook is wiring it, and the agent stays out of the
-        way, so starting guests costs no event work however many guests the host has.
+        IPv6 addresses through it); Linux before 6.6 (Debian 12's 6.1) flushes proxy
+        entries on a carrier loss as well, so both up-again transitions (IFF_UP and
+        IFF_LOWER_UP) matter; address changes do not touch our entries. A device seen up
+        for the first time is new (a guest starting): its hook is wiring it, and the agent
+        stays out of the way, so starting guests costs no event work however many guests
+        the host has.
         """
         from pyroute2 import IPRoute
 
@@ -193,7 +280,7 @@ class Agent:
         with IPRoute() as ipr:
             ipr.bind(groups=0x1)  # RTMGRP_LINK
             for msg in ipr.get_links():
-                up[msg["index"]] = bool(msg["flags"] & IFF_UP)
+                up[msg["index"]] = _running(msg["flags"])
                 if up[msg["index"]]:
                     ever_up.add(msg["index"])
             while not self.stopping.is_set():
@@ -211,7 +298,7 @@ class Agent:
                         ever_up.discard(index)
                         gone.append((msg.get_attr("IFLA_IFNAME"), index))
                     elif msg.get("event") == "RTM_NEWLINK":
-                        is_up = bool(msg["flags"] & IFF_UP)
+                        is_up = _running(msg["flags"])
                         if is_up and up.get(index) is False and index in ever_up:
                             devs.add(msg.get_attr("IFLA_IFNAME"))
                         up[index] = is_up
@@ -293,6 +380,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, agent.stop)
     agent.serve_forever()
     return EXIT_OK
+
+
+def _running(flags: int) -> bool:
+    """Up and with carrier: losing either can lose our entries."""
+    return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
 
 
 def _ifindex(name: str) -> int | None:

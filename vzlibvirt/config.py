@@ -39,9 +39,14 @@ class StateConfig:
     dir: Path = Path("/run/vzlibvirt")
 
 
+DEFAULT_URIS = ("qemu:///system", "lxc:///system")
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     socket: Path = Path("/run/vzlibvirt/agent.sock")
+    connect: tuple[str, ...] = DEFAULT_URIS  # libvirt URIs whose events the agent follows
+    resync_s: int = 10  # period of the drift repair pass; 0 turns it off
 
 
 @dataclass(frozen=True)
@@ -184,14 +189,39 @@ def _state(section: dict[str, Any], name: str) -> StateConfig:
     return StateConfig(dir=path)
 
 
+def driver_of(uri: str) -> str:
+    """The domain driver a libvirt URI talks to (qemu or lxc); anything else is refused."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme.split("+")[0] if uri.isprintable() else ""
+    if scheme not in ("qemu", "lxc"):
+        raise ValueError(f"unsupported connection URI {uri!r} (qemu:// or lxc://)")
+    return scheme
+
+
 def _agent(section: dict[str, Any], name: str) -> AgentConfig:
     _check_keys(section, name, AgentConfig)
-    if "socket" not in section:
-        return AgentConfig()
-    path = Path(_typed(section, name, "socket", str))
-    if not path.is_absolute():
-        raise ValueError(f"'{name}.socket' must be an absolute path")
-    return AgentConfig(socket=path)
+    kw: dict[str, Any] = {}
+    if "socket" in section:
+        path = Path(_typed(section, name, "socket", str))
+        if not path.is_absolute():
+            raise ValueError(f"'{name}.socket' must be an absolute path")
+        kw["socket"] = path
+    if "connect" in section:
+        value = section["connect"]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"'{name}.connect' must be a list of libvirt URIs")
+        for uri in value:
+            driver_of(uri)
+        if len(set(value)) != len(value):
+            raise ValueError(f"'{name}.connect' names a URI twice")
+        kw["connect"] = tuple(value)
+    if "resync_s" in section:
+        secs = _typed(section, name, "resync_s", int)
+        if not 0 <= secs <= 86_400:
+            raise ValueError(f"'{name}.resync_s' must be between 0 (off) and 86400 seconds")
+        kw["resync_s"] = secs
+    return AgentConfig(**kw)
 
 
 def _dhcp(section: dict[str, Any], name: str) -> DhcpConfig:
