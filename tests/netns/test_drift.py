@@ -1,0 +1,81 @@
+"""Nothing dropped stays dropped (issue 15): the agent re-publishes when a neighbour
+device gets its carrier back, and its periodic resync repairs entries that vanished with
+no link event at all.
+
+Linux 6.1 (Debian 12) deletes a device's proxy entries when its carrier goes down; this
+kernel keeps them, so the test does what 6.1 does by hand: carrier down (the veth peer
+in the LAN namespace goes down), the uplink's proxy entries flushed, carrier up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.netns.test_agent import OPS, Agent, life
+from tests.nettopo import wait_for
+from tests.xmlgen import domain_xml, routed
+
+pytestmark = pytest.mark.netns
+IP = "198.51.100.101"
+
+
+@pytest.fixture
+def wired(topo, vz):
+    """A routed guest wired through the shims, and a way to start the agent."""
+    agents: list[Agent] = []
+
+    def start(resync_s: int) -> Agent:
+        vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
+                        f'resync_s = {resync_s}\n[routed]\nneighbour_devs = ["enp0s5"]\n')
+        r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
+                   str(vz.config))
+        assert r.rc == 0, r.stderr
+        agent = Agent(topo, vz)
+        agents.append(agent)
+        g = topo.add_guest("ct1", [IP])
+        xml = domain_xml("ct1", interfaces=[routed(g.mac, g.ips, target=g.host_dev,
+                                                   native=True)])
+        life(vz, topo, xml, ops=OPS[:3])
+        assert topo.proxy_entries() == {IP}
+        return agent
+
+    yield start
+    for a in agents:
+        a.stop()
+
+
+def test_carrier_flap_with_flushed_proxy_entries_republished(topo, wired):
+    agent = wired(resync_s=0)  # only the carrier transition can bring the entry back
+    times = []
+    for flap in range(20):
+        topo.ip(topo.lan, "link", "set", "eth0", "down")
+        assert wait_for(lambda: "LOWER_UP" not in topo.ip(topo.host, "link", "show",
+                                                            "enp0s5"), 5)
+        topo.ip(topo.host, "neigh", "flush", "proxy", "dev", "enp0s5")  # what 6.1 does
+        assert topo.proxy_entries() == set(), f"flap {flap}: flush did not take"
+        t0 = time.monotonic()
+        topo.ip(topo.lan, "link", "set", "eth0", "up")
+        assert wait_for(lambda: topo.proxy_entries() == {IP}, 1.0), \
+            f"flap {flap}: proxy entry not back within 1 s"
+        times.append(time.monotonic() - t0)
+    assert topo.ping(topo.lan, IP, wait=3)
+    assert agent.proc.poll() is None
+    print(f"carrier up -> entry back: max {max(times) * 1000:.0f} ms over 20 flaps")
+
+
+def test_resync_repairs_a_flush_without_any_link_event(topo, wired):
+    agent = wired(resync_s=1)
+    topo.ip(topo.host, "neigh", "flush", "proxy", "dev", "enp0s5")
+    topo.ip(topo.host, "route", "del", IP)
+    assert topo.proxy_entries() == set() and topo.route_to(IP) is None
+    assert wait_for(lambda: topo.proxy_entries() == {IP} and topo.route_to(IP), 2.5), \
+        "not repaired within one resync period (1 s) and a margin"
+    assert topo.ping(topo.lan, IP, wait=3)
+    log = agent.log.read_text()
+    assert f"resync: ct1: re-added proxy arp {IP} on enp0s5" in log
+    assert f"resync: ct1: re-added route {IP}/32 dev vnet0" in log
+    # nothing to repair: no more lines
+    time.sleep(2.2)
+    assert agent.log.read_text().count("resync:") == 2, agent.log.read_text()
