@@ -139,6 +139,9 @@ def _edit(data: bytes, driver: Driver, mac: str, adds: list[str], dels: list, ch
     root = copy.deepcopy(parse_xml_bytes(data))
     device = _device(root, mac)
     vz_iface = _vz_interface(root, mac)
+    if vz_iface.get("mode") is None and change.mode is None and adds \
+            and device.get("type") == "ethernet" and not len(vz_iface):
+        vz_iface.set("mode", Mode.ROUTED.value)  # `set --ipadd` on a plain interface: venet
     native = {_norm(el.get("address")): el for el in device.findall("ip")}
     vz_ips = {_norm(el.get("address")): el for el in vz_iface.findall(f"{NS}ip")}
     for attr, value in (("mode", change.mode), ("bridge", change.bridge),
