@@ -38,6 +38,7 @@ IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # carrier
 MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
+NEW_DEVICE_GRACE_S = 0.3  # a starting guest's hook wires its device within this
 
 
 class AgentBusy(VzError):
@@ -55,6 +56,7 @@ class Agent:
         self._config_mtime = self._mtime()
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
+        self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
         from vzlibvirt.netlink import Netlink
         from vzlibvirt.wiring import load_plugins
 
@@ -291,6 +293,7 @@ class Agent:
                     continue
                 devs: set[str] = set()
                 gone: list[tuple[str, int]] = []
+                new: list[str] = []
                 for msg in msgs:
                     index = msg.get("index")
                     if msg.get("event") == "RTM_DELLINK":
@@ -298,6 +301,8 @@ class Agent:
                         ever_up.discard(index)
                         gone.append((msg.get_attr("IFLA_IFNAME"), index))
                     elif msg.get("event") == "RTM_NEWLINK":
+                        if index not in up and _kind(msg) == "veth":
+                            new.append(msg.get_attr("IFLA_IFNAME"))
                         is_up = _running(msg["flags"])
                         if is_up and up.get(index) is False and index in ever_up:
                             devs.add(msg.get_attr("IFLA_IFNAME"))
@@ -309,6 +314,22 @@ class Agent:
                 for dev, index in gone:
                     if dev:
                         self.forget_guest_device(dev, index)
+                for dev in new:
+                    if dev and self.libvirt is not None:
+                        timer = threading.Timer(NEW_DEVICE_GRACE_S, self._unclaimed, (dev,))
+                        timer.daemon = True
+                        timer.start()
+
+    def _unclaimed(self, dev: str) -> None:
+        """A new veth that no hook has wired by now: maybe a container's hot-plugged
+        interface (the LXC driver sends no device event)."""
+        if _ifindex(dev) is None:
+            return  # gone again (the container end of a veth moves into the container)
+        with self.work:
+            self.index.refresh()
+            claimed = bool(self.index.records_for(dev))
+        if not claimed:
+            self.libvirt.owner_of(dev)
 
     def _keep_index_warm(self) -> None:
         """Parse new state records in the background (a few ms at 1,000 guests), so that
@@ -332,8 +353,11 @@ class Agent:
             self.index.refresh()
             for record in self.index.records_for(dev):
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
-                if (dev, ifindex) not in devices or any(
-                        _ifindex(name) == idx for name, idx in devices):
+                if (dev, ifindex) not in devices:
+                    continue
+                if any(_ifindex(name) == idx for name, idx in devices):
+                    if self.libvirt is not None:  # one interface detached: re-apply
+                        self.libvirt.changed(record.driver, record.uuid)
                     continue
                 try:
                     outcome = unwire(record.key, self.store, self.resources.netlink)
@@ -380,6 +404,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, agent.stop)
     agent.serve_forever()
     return EXIT_OK
+
+
+def _kind(msg) -> str | None:
+    info = msg.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
 
 
 def _running(flags: int) -> bool:

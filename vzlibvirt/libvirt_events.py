@@ -11,6 +11,12 @@ events on each URI of `[agent] connect` and hands the agent what changed:
   host devices are gone (a safety net for a `stopped` hook that failed or never ran);
 - a (re)connection: the live XML of every running domain, to reconcile.
 
+The LXC driver sends no device events at all, so the agent's netlink watcher fills in:
+a new veth that no record names after a moment is looked up among the running
+containers (`owner_of`: the one whose live XML names it is applied), and a recorded
+device that vanished while its domain has others left re-applies that domain
+(`changed`).
+
 libvirt-python's default event loop runs in a thread of its own; callbacks only queue
 work, and one worker thread makes the libvirt calls (XMLDesc) *before* the handler takes
 the agent's work lock, never while a hook call holds it: a hook waits for the agent, and
@@ -44,11 +50,16 @@ class Handlers:
     reconcile: Callable[[str, list[bytes]], None]  # driver, live XML of running domains
 
 
+OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after it exists
+
+
 @dataclass(frozen=True)
 class Job:
     uri: str
-    kind: str  # "apply" | "stopped" | "reconcile"
+    kind: str  # "apply" | "stopped" | "reconcile" | "owner"
     uuid: str = ""
+    dev: str = ""
+    attempt: int = 0
 
 
 class LibvirtEvents:
@@ -70,6 +81,19 @@ class LibvirtEvents:
         for uri in self.uris:
             threading.Thread(target=self._follow, args=(uri,), name=f"libvirt {uri}",
                              daemon=True).start()
+
+    # from the netlink watcher
+    def changed(self, driver: str, uuid: str) -> None:
+        """A domain's devices changed: apply its live XML."""
+        for uri in self.uris:
+            if driver_of(uri) == driver:
+                self.jobs.put(Job(uri, "apply", uuid))
+
+    def owner_of(self, dev: str, driver: str = "lxc") -> None:
+        """A new host device nobody wired: find the running domain that names it."""
+        for uri in self.uris:
+            if driver_of(uri) == driver:
+                self.jobs.put(Job(uri, "owner", dev=dev))
 
     # threads
     def _loop(self) -> None:
@@ -181,6 +205,9 @@ class LibvirtEvents:
                     for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
             self.handlers.reconcile(driver, xmls)
             return
+        if job.kind == "owner":
+            self._find_owner(conn, driver, job)
+            return
         try:
             dom = conn.lookupByUUIDString(job.uuid)
             active = dom.isActive()
@@ -194,6 +221,25 @@ class LibvirtEvents:
                 self.handlers.stopped(f"{driver}-{job.uuid}")
         elif active:
             self.handlers.apply(driver, xml)
+
+
+    def _find_owner(self, conn, driver: str, job: Job) -> None:
+        import libvirt
+
+        needle = f"<target dev='{job.dev}'/>".encode()
+        for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                xml = dom.XMLDesc(0).encode()
+            except libvirt.libvirtError:
+                continue  # stopped meanwhile
+            if needle in xml:
+                self.handlers.apply(driver, xml)
+                return
+        if job.attempt == 0:
+            retry = Job(job.uri, "owner", dev=job.dev, attempt=1)
+            timer = threading.Timer(OWNER_RETRY_S, self.jobs.put, (retry,))
+            timer.daemon = True
+            timer.start()
 
 
 def _close(conn) -> None:

@@ -26,6 +26,7 @@ class Guest:
     labels: dict[str, str] = field(default_factory=dict)
     dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
     source_bridge: str = ""  # VM: <interface type='bridge'> (libvirt plugs it), not ethernet
+    hotplug_ips: tuple[str, ...] = ()  # VM: IPs its init sets on a hot-plugged eth1 (ACPI on)
 
     @property
     def driver(self) -> str:
@@ -135,6 +136,10 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
         nic = f"<interface type='bridge'><source bridge={_q(g.source_bridge)}/>"
     else:
         nic = "<interface type='ethernet'>"
+    if g.hotplug_ips:
+        net += f" vzip1={','.join(g.hotplug_ips)}"
+    # PCI hot-plug needs ACPI (without it QEMU's pci.0 refuses device_add)
+    features = "<features><acpi/></features>" if g.hotplug_ips else ""
     cmdline = f"console=ttyS0 quiet panic=-1 {net}"
     return f"""<domain type={_q('kvm' if kvm else 'qemu')}>
   <name>{g.name}</name>
@@ -147,6 +152,7 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
     <initrd>{initrd}</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
+  {features}
   <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
