@@ -79,3 +79,26 @@ def test_resync_repairs_a_flush_without_any_link_event(topo, wired):
     # nothing to repair: no more lines
     time.sleep(2.2)
     assert agent.log.read_text().count("resync:") == 2, agent.log.read_text()
+
+
+def test_agent_refuses_a_host_address_at_prepare(topo, vz):
+    """Refuse early: served by the agent, `prepare` already knows the host's addresses,
+    so libvirt never creates the guest."""
+    from tests.netns.test_agent import shim
+
+    vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
+                    '[routed]\nneighbour_devs = ["enp0s5"]\n')
+    assert vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
+                  str(vz.config)).rc == 0
+    agent = Agent(topo, vz)
+    try:
+        xml = domain_xml("ct1", interfaces=[routed("52:54:00:aa:00:01", ["198.51.100.2"],
+                                                   target="vnet0", native=True)])
+        r = shim(vz, "lxc", "ct1", "prepare", "begin", xml, topo)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err.count("\n") == 1, err
+        assert "IP 198.51.100.2 is an address of this host" in err
+        assert "domain 'ct1' interface 52:54:00:aa:00:01" in err
+        assert vz.records() == []
+    finally:
+        agent.stop()
