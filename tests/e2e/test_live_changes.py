@@ -62,7 +62,7 @@ def first_reply(lab, ip: str, limit: float = 5.0) -> float | None:
 
 
 def inside_addrs(lab, g: Guest, dev: str = "venet0") -> set[str]:
-    out = lab.in_container(g, ["ip", "-o", "addr", "show", "dev", dev]).stdout
+    out = lab.in_container(g, ["ip", "-o", "addr", "show", "dev", dev, "scope", "global"]).stdout
     return {f.split("/")[0] for line in out.splitlines()
             for f in [line.split()[3]] if line.split()[2] in ("inet", "inet6")}
 
