@@ -4,27 +4,28 @@ kernel no longer holds is put back, one log line per repair.
 Why: link events do not cover every loss. `ip neigh flush proxy`, a netplan or
 ifupdown run, or a kernel that flushes proxy entries on carrier loss without telling
 anyone (Debian 12's 6.1, docs/reliability.md) leave a routed guest off the LAN with no
-event to react to. A pass reads each kernel table once (BulkView: one dump of the
-addresses, routes and proxy entries, links memoised), so it costs the same few dumps
+event to react to. A pass reads each kernel table once (kernel_tables.py: one raw dump
+of the host routes, host-prefix addresses and proxy entries), so it costs a few dumps
 however many guests there are, and writes nothing when nothing is missing.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vzlibvirt.entries import Address, LinkUp, ProxyNeighbour, Route
-from vzlibvirt.state import RecordIndex, StateStore
+from vzlibvirt.entries import Address, Entry, LinkUp, ProxyNeighbour, Route
+from vzlibvirt.state import DomainRecord, RecordIndex, StateStore
 
 if TYPE_CHECKING:
     from vzlibvirt.netlink import Netlink
 
 log = logging.getLogger("vzlibvirt.resync")
-# The entry kinds that live in kernel tables a dump answers; settings (sysctls) are not
-# dropped by the events above, and re-wiring the rest is `reconcile`'s job.
-REPAIRED = (LinkUp, Address, Route, ProxyNeighbour)
+# Compared: routes, proxy entries, addresses (kernel tables a dump answers); a guest
+# device's up state is restored with them. Settings (sysctls) are not dropped by the
+# events above, and re-wiring the rest is `reconcile`'s job.
 
 
 @dataclass
@@ -40,11 +41,12 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> 
     """Compare every wired record's entries with the kernel and re-add what is missing.
 
     Entries on a device that no longer has the recorded ifindex are skipped (the device
-    went away with its entries; the guest's stop or `reconcile` deals with that), and so
-    are entries on a device that is down (routes cannot be added there; the agent
-    re-publishes the moment it comes back up).
+    went away with its entries; the guest's stop or `reconcile` deals with that). A
+    missing entry on a device that is down is re-added only when the record also brings
+    that device up (a guest's own device); a neighbour device someone took down is left
+    down, and the agent re-publishes the moment it comes back up.
     """
-    from vzlibvirt.netlink import BulkView
+    from vzlibvirt.kernel_tables import KernelTables
     from vzlibvirt.wiring import load_plugins
 
     load_plugins()
@@ -55,29 +57,54 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> 
         records = [r for r in index.all() if r.phase == "wired"]
         if not records:
             return done
-        view = BulkView(nl)
-        with view.transaction():
+        names = dict(socket.if_nameindex())
+        missing: list[tuple[DomainRecord, Entry]] = []
+        with KernelTables() as kt:
             for record in records:
                 for entry in record.owned_entries():
-                    if not isinstance(entry, REPAIRED):
+                    present = _present(entry, kt)
+                    if present is None:
                         continue
                     done.checked += 1
-                    link = view.link_by_index(entry.ifindex)
-                    if link is None or link.name != entry.dev:
-                        continue
-                    if not isinstance(entry, LinkUp) and not link.up:
-                        continue
-                    if entry.present(view):
-                        continue
-                    _repair(record.name, entry, view, done)
+                    if not present and names.get(entry.ifindex) == entry.dev:
+                        missing.append((record, entry))
+        if missing:
+            with nl.transaction():
+                _repair_all(missing, nl, done)
     return done
 
 
-def _repair(name: str, entry, view, done: Pass) -> None:
+def _present(entry: Entry, kt) -> bool | None:
+    """Presence from the dumps; None for kinds the pass does not compare."""
+    if isinstance(entry, Route):
+        return (entry.dst, entry.prefixlen, entry.ifindex) in kt.routes()
+    if isinstance(entry, ProxyNeighbour):
+        return (entry.dst, entry.ifindex) in kt.proxies()
+    if isinstance(entry, Address):
+        return (entry.ifindex, entry.address, entry.prefixlen) in kt.addresses()
+    return None
+
+
+def _repair_all(missing: list, nl, done: Pass) -> None:
+    raised: set[int] = set()
+    for record, entry in missing:
+        link = nl.link_by_index(entry.ifindex)
+        if link is None:
+            continue
+        if not link.up and entry.ifindex not in raised:
+            link_up = LinkUp(entry.dev, entry.ifindex)
+            if link_up not in record.owned_entries():
+                continue  # not a device of ours: its up-again event re-publishes
+            _repair(record.name, link_up, nl, done)
+            raised.add(entry.ifindex)
+        _repair(record.name, entry, nl, done)
+
+
+def _repair(name: str, entry, nl, done: Pass) -> None:
     from vzlibvirt.netlink import error_text
 
     try:
-        entry.add(view)
+        entry.add(nl)
     except Exception as exc:  # one entry's failure must not stop the pass
         line = f"{name}: could not re-add {entry.describe()}: {error_text(exc)}"
         done.failed.append(line)

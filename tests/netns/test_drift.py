@@ -9,6 +9,8 @@ in the LAN namespace goes down), the uplink's proxy entries flushed, carrier up.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 import pytest
@@ -79,6 +81,11 @@ def test_resync_repairs_a_flush_without_any_link_event(topo, wired):
     # nothing to repair: no more lines
     time.sleep(2.2)
     assert agent.log.read_text().count("resync:") == 2, agent.log.read_text()
+    # the guest's own device taken down (its routes go with it): up again, route back
+    topo.ip(topo.host, "link", "set", "vnet0", "down")
+    assert topo.route_to(IP) is None
+    assert wait_for(lambda: topo.route_to(IP) and topo.ping(topo.lan, IP, wait=1), 4)
+    assert "resync: ct1: re-added link vnet0 up" in agent.log.read_text()
 
 
 def test_agent_refuses_a_host_address_at_prepare(topo, vz):
@@ -102,3 +109,37 @@ def test_agent_refuses_a_host_address_at_prepare(topo, vz):
         assert vz.records() == []
     finally:
         agent.stop()
+
+
+COMPARE = """
+import json, sys
+from vzlibvirt.kernel_tables import KernelTables
+from vzlibvirt.netlink import BulkView, Netlink
+with KernelTables() as kt, Netlink() as nl:
+    bv = BulkView(nl)
+    host = lambda s: sorted(x for x in s if x[1] in (32, 128))
+    print(json.dumps({
+        "routes": [sorted(kt.routes()), host(bv._routes)],
+        "proxies": [sorted(kt.proxies()), sorted(bv._pneigh)],
+        "addrs": [sorted(kt.addresses()),
+                  sorted(a for a in bv._addrs if a[2] in (32, 128))],
+    }))
+"""
+
+
+def test_raw_table_dumps_match_pyroute2(topo, vz, wired):
+    """The resync's hand-decoded dumps see exactly what pyroute2 sees."""
+    wired(resync_s=0)
+    g = topo.add_guest("ct2", ["198.51.100.102", "2001:db8:100::102"])
+    xml = domain_xml("ct2", interfaces=[routed(g.mac, g.ips, target=g.host_dev,
+                                               native=True)])
+    life(vz, topo, xml, name="ct2", ops=OPS[:3])
+    r = topo.exec(topo.host, sys.executable, "-c", COMPARE, check=True)
+    got = json.loads(r.stdout)
+    for table, (raw, reference) in got.items():
+        assert raw == reference, table
+    index = {name: json.loads(topo.ip(topo.host, "-j", "link", "show", name))[0]["ifindex"]
+             for name in (g.host_dev, "enp0s5")}
+    assert ["2001:db8:100::102", 128, index[g.host_dev]] in got["routes"][0]
+    assert ["198.51.100.102", index["enp0s5"]] in got["proxies"][0]
+    assert [index[g.host_dev], "169.254.0.1", 32] in got["addrs"][0]
