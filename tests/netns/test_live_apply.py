@@ -1,0 +1,70 @@
+"""The agent's `check` / `apply` requests (what `vzlibvirt set` and the libvirt event
+thread use) on the real kernel: the difference is applied, nothing else is touched, and
+a refused change is applied not at all."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from tests.netns.test_agent import OPS, Agent, life
+from tests.nettopo import host_snapshot
+from tests.xmlgen import domain_xml, routed
+from vzlibvirt.hookclient import decode, encode, recv_all
+
+pytestmark = pytest.mark.netns
+MAC = "52:54:00:aa:00:01"
+
+
+def ask(agent: Agent, *fields: bytes) -> tuple[int, str]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(agent.sock))
+    s.sendall(encode(list(fields)))
+    s.shutdown(socket.SHUT_WR)
+    rc, err, _ = decode(recv_all(s))
+    s.close()
+    return int(rc), err.decode()
+
+
+def test_apply_adds_and_removes_exactly_the_difference(topo, vz):
+    vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
+                    'resync_s = 0\n[routed]\nneighbour_devs = ["enp0s5"]\n')
+    assert vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
+                  str(vz.config)).rc == 0
+    agent = Agent(topo, vz)
+    try:
+        g = topo.add_guest("ct1", ["198.51.100.101"])
+
+        def xml(*extra: str) -> bytes:
+            iface = routed(MAC, g.ips, target=g.host_dev, native=True)
+            if extra:
+                iface["vz"] = {"mode": "routed", "ips": list(extra)}
+            return domain_xml("ct1", interfaces=[iface])
+
+        life(vz, topo, xml(), ops=OPS[:3])
+        before = host_snapshot(topo)
+        # refused: nothing applied, one line
+        for bad, reason in (("198.51.100.2", "is an address of this host"),
+                            ("198.51.100.10", "already in use on the LAN")):
+            rc, err = ask(agent, b"check", b"lxc", xml(bad))
+            assert rc == 1 and reason in err and err.count("\n") == 1, err
+            rc, err = ask(agent, b"apply", b"lxc", xml(bad))
+            assert rc == 1 and reason in err, err
+            assert host_snapshot(topo) == before
+        # added: route and proxy entry for the new IP only
+        assert ask(agent, b"check", b"lxc", xml("198.51.100.150")) == (0, "")
+        rc, err = ask(agent, b"apply", b"lxc", xml("198.51.100.150"))
+        assert rc == 0 and "198.51.100.150" in err, err
+        assert topo.proxy_entries() == {"198.51.100.101", "198.51.100.150"}
+        assert topo.route_to("198.51.100.150") and topo.route_to("198.51.100.101")
+        assert topo.ping(topo.lan, "198.51.100.101")
+        # removed again: exactly the state before
+        rc, err = ask(agent, b"apply", b"lxc", xml())
+        assert rc == 0 and "route 198.51.100.150/32" in err, err
+        assert host_snapshot(topo) == before
+        # applying the same twice changes nothing
+        assert ask(agent, b"apply", b"lxc", xml()) == (0, "")
+        assert ask(agent, b"apply", b"qemu-not", xml())[0] == 1
+    finally:
+        agent.stop()
