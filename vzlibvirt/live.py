@@ -29,8 +29,10 @@ log = logging.getLogger("vzlibvirt.live")
 
 
 def parse_live(data: bytes, driver: str, config: Config) -> Domain:
+    """A running domain's live XML; its metadata may name an interface that is not
+    plugged (yet, or any more): that one is simply not wired."""
     return parse_domain(data, driver=Driver(driver), gateways=config.gateways,
-                        require_uuid=True)
+                        require_uuid=True, unplugged_ok=True)
 
 
 def check(data: bytes, driver: str, config: Config, store: StateStore, nl: Netlink,

@@ -153,6 +153,14 @@ def test_set_refusals_change_nothing(lab, run_guests):
         assert domain_xmls(lab, CT) == xmls
         assert host_routes(lab) == routes and proxies(lab) == proxy
     assert inside_addrs(lab, CT) == {CT.ips[0]}
+    # the same refused change made with virsh alone: the agent logs the line, applies nothing
+    log = lab.paths.root / "log" / "agent.log"
+    meta = (f"<network><interface mac='{CT.mac}' mode='routed'>"
+            f"<ip address='{HOST_IP4.split('/')[0]}'/></interface></network>")
+    lab.virsh("lxc", "metadata", CT.name, XMLNS, "--key", "vz", "--live", "--set", meta)
+    line = f"domain '{CT.name}' interface {CT.mac}: IP {HOST_IP4.split('/')[0]} is an address"
+    assert wait_for(lambda: line in log.read_text(), 5, 0.1), log.read_text()[-2000:]
+    assert host_routes(lab) == routes and proxies(lab) == proxy
 
 
 HOT_MAC = "52:54:00:ee:00:51"
