@@ -119,3 +119,15 @@ def test_agent_config_keys():
                 {"resync": 3}):
         with pytest.raises(ConfigError):
             parse_config({"agent": bad})
+
+
+def test_live_view_skips_an_unplugged_vz_interface_the_hook_refuses():
+    from vzlibvirt.live import parse_live
+
+    xml = vm().replace(b"</vz:network>", b'<vz:interface mac="52:54:00:ee:00:01" '
+                       b'mode="routed"><vz:ip address="198.51.100.155"/></vz:interface>'
+                       b"</vz:network>")
+    with pytest.raises(VzError, match="matches no device"):
+        parse_domain(xml)
+    domain = parse_live(xml, "qemu", Config())
+    assert [i.mac for i in domain.managed_interfaces] == [MAC]
