@@ -128,6 +128,14 @@ def _typed(section: dict[str, Any], name: str, key: str, kind: type) -> Any:
     return value
 
 
+def _seconds(section: dict[str, Any], name: str, key: str, lo: int, hi: int,
+             low_text: str = "") -> int:
+    secs = _typed(section, name, key, int)
+    if not lo <= secs <= hi:
+        raise ValueError(f"'{name}.{key}' must be between {low_text or lo} and {hi} seconds")
+    return secs
+
+
 def _routed(section: dict[str, Any], name: str) -> RoutedConfig:
     _check_keys(section, name, RoutedConfig)
     kw: dict[str, Any] = {}
@@ -217,10 +225,7 @@ def _agent(section: dict[str, Any], name: str) -> AgentConfig:
             raise ValueError(f"'{name}.connect' names a URI twice")
         kw["connect"] = tuple(value)
     if "resync_s" in section:
-        secs = _typed(section, name, "resync_s", int)
-        if not 0 <= secs <= 86_400:
-            raise ValueError(f"'{name}.resync_s' must be between 0 (off) and 86400 seconds")
-        kw["resync_s"] = secs
+        kw["resync_s"] = _seconds(section, name, "resync_s", 0, 86_400, "0 (off)")
     return AgentConfig(**kw)
 
 
@@ -236,11 +241,8 @@ def _dhcp(section: dict[str, Any], name: str) -> DhcpConfig:
             raise ValueError(f"'{name}.interface' must be an interface name pattern "
                              f"(letters, digits, '.', '_', '-', '*'; at most 15)")
         kw["interface"] = text
-    if "lease_time" in section:
-        secs = _typed(section, name, "lease_time", int)
-        if not 120 <= secs <= 31_536_000:  # dnsmasq's minimum is two minutes
-            raise ValueError(f"'{name}.lease_time' must be between 120 and 31536000 seconds")
-        kw["lease_time"] = secs
+    if "lease_time" in section:  # dnsmasq's minimum is two minutes
+        kw["lease_time"] = _seconds(section, name, "lease_time", 120, 31_536_000)
     if "dns_servers" in section:
         value = section["dns_servers"]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -23,18 +23,23 @@ pytestmark = pytest.mark.netns
 IP = "198.51.100.101"
 
 
+def start_agent(topo, vz, resync_s: int = 0) -> Agent:
+    """Shims installed and an agent that follows no libvirt (netlink events only)."""
+    vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
+                    f'resync_s = {resync_s}\n[routed]\nneighbour_devs = ["enp0s5"]\n')
+    r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
+               str(vz.config))
+    assert r.rc == 0, r.stderr
+    return Agent(topo, vz)
+
+
 @pytest.fixture
 def wired(topo, vz):
     """A routed guest wired through the shims, and a way to start the agent."""
     agents: list[Agent] = []
 
     def start(resync_s: int) -> Agent:
-        vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
-                        f'resync_s = {resync_s}\n[routed]\nneighbour_devs = ["enp0s5"]\n')
-        r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
-                   str(vz.config))
-        assert r.rc == 0, r.stderr
-        agent = Agent(topo, vz)
+        agent = start_agent(topo, vz, resync_s)
         agents.append(agent)
         g = topo.add_guest("ct1", [IP])
         xml = domain_xml("ct1", interfaces=[routed(g.mac, g.ips, target=g.host_dev,
@@ -93,11 +98,7 @@ def test_agent_refuses_a_host_address_at_prepare(topo, vz):
     so libvirt never creates the guest."""
     from tests.netns.test_agent import shim
 
-    vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
-                    '[routed]\nneighbour_devs = ["enp0s5"]\n')
-    assert vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
-                  str(vz.config)).rc == 0
-    agent = Agent(topo, vz)
+    agent = start_agent(topo, vz)
     try:
         xml = domain_xml("ct1", interfaces=[routed("52:54:00:aa:00:01", ["198.51.100.2"],
                                                    target="vnet0", native=True)])

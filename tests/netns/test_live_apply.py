@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from tests.netns.test_agent import OPS, Agent, life
+from tests.netns.test_drift import start_agent
 from tests.nettopo import host_snapshot
 from tests.xmlgen import domain_xml, routed
 from vzlibvirt.hookclient import decode, encode, recv_all
@@ -28,11 +29,7 @@ def ask(agent: Agent, *fields: bytes) -> tuple[int, str]:
 
 
 def test_apply_adds_and_removes_exactly_the_difference(topo, vz):
-    vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
-                    'resync_s = 0\n[routed]\nneighbour_devs = ["enp0s5"]\n')
-    assert vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
-                  str(vz.config)).rc == 0
-    agent = Agent(topo, vz)
+    agent = start_agent(topo, vz)
     try:
         g = topo.add_guest("ct1", ["198.51.100.101"])
 
