@@ -55,6 +55,8 @@ def set_addresses(netns_fd: int, mac: str, add: Iterable[str], remove: Iterable[
                 link = next((ln for ln in nl.links() if (ln.mac or "").lower() == mac), None)
                 if link is None:
                     raise HostError(f"the container has no device with MAC {mac}")
+                if add and not link.up:  # a hot-plugged interface arrives down
+                    nl.set_up(link.index)
                 for ip in add:  # global scope, no DAD: as libvirt sets a native <ip>
                     addr = ipaddress.ip_address(ip)
                     nl.addr_add_spec(link.index, AddrSpec(

@@ -42,7 +42,10 @@ def check(data: bytes, driver: str, config: Config, store: StateStore, nl: Netli
     LAN host answers, devices)."""
     load_plugins()
     domain = parse_live(data, driver, config)
-    check_claims(domain, store)
+    try:
+        check_claims(domain, store)
+    except VzError as exc:
+        raise exc.with_context(domain=domain.name) from None
     if not running:
         return domain
     previous = store.load(domain.key)
@@ -65,7 +68,10 @@ def apply(data: bytes, driver: str, config: Config, store: StateStore,
     domain = parse_live(data, driver, config)
     if not domain.managed_interfaces and store.load(domain.key) is None:
         return None
-    return wire(domain, config, store, nl)
+    try:
+        return wire(domain, config, store, nl)
+    except VzError as exc:
+        raise exc.with_context(domain=domain.name) from None
 
 
 def forget_if_gone(key: str, store: StateStore, nl: Netlink) -> Outcome | None:

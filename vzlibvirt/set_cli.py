@@ -59,6 +59,7 @@ def find_domain(config: Config, name: str, uri: str | None):
     import libvirt
 
     uris = [uri] if uri else list(config.agent.connect)
+    libvirt.registerErrorHandler(lambda *_args: None, None)  # errors reach us as exceptions
     errors = []
     for u in uris:
         try:
@@ -87,12 +88,14 @@ def run(config: Config, name: str, change: Change, uri: str | None) -> list[str]
         config_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode()
         live_xml = dom.XMLDesc(0).encode() if running else None
         edit = plan_edit(config_xml, live_xml, change, config.gateways)
-        target = edit.live if edit.live is not None else edit.config
+        target = edit.live or edit.config
         engine(config, "check" if running else "check-stopped", driver, target.xml)
         old_config = current_metadata(config_xml)
         write_config(conn, dom, edit)
         if not running:
             return summary(name, edit, "persistent; applied at the next start")
+        how = "applied" if edit.config is not None else \
+            "applied; live only: the interface is not in the persistent definition"
         try:
             set_metadata(dom, edit.live.metadata, libvirt.VIR_DOMAIN_AFFECT_LIVE)
             engine(config, "apply", driver, dom.XMLDesc(0).encode())
@@ -106,7 +109,7 @@ def run(config: Config, name: str, change: Change, uri: str | None) -> list[str]
 
             with container_netns(dom) as fd:
                 set_addresses(fd, edit.mac, edit.added, edit.removed)
-        return summary(name, edit, "applied")
+        return summary(name, edit, how)
     finally:
         conn.close()
 
@@ -148,7 +151,7 @@ def set_metadata(dom, text: str | None, flags: int) -> None:
 def write_config(conn, dom, edit: Edit) -> None:
     import libvirt
 
-    if not dom.isPersistent():
+    if not dom.isPersistent() or edit.config is None:
         return
     try:
         if edit.config.devices_changed:  # a container's native <ip>: the whole definition
@@ -170,7 +173,7 @@ def _undo(conn, dom, config_xml: bytes, old_config: str | None, live_xml: bytes 
     with contextlib.suppress(libvirt.libvirtError):
         if live_xml is not None:
             set_metadata(dom, current_metadata(live_xml), libvirt.VIR_DOMAIN_AFFECT_LIVE)
-        if dom.isPersistent():
+        if dom.isPersistent() and edit.config is not None:
             if edit.config.devices_changed:
                 conn.defineXML(config_xml.decode())
             else:

@@ -52,7 +52,7 @@ class Edited:
 @dataclass
 class Edit:
     mac: str
-    config: Edited
+    config: Edited | None  # None: the interface is not in the persistent definition
     live: Edited | None
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -74,23 +74,37 @@ def plan_edit(config_xml: bytes, live_xml: bytes | None, change: Change,
                 raise VzError(f"the interface already has IP {ip}")
         if len(set(adds)) != len(adds):
             raise VzError("an IP is given twice to --ipadd")
+        in_config = _has_device(config_xml, mac)
+        if live_xml is None and not in_config:
+            raise VzError(f"the domain has no interface with MAC {mac}")
         # an IP to delete may be in one document only (added while stopped, say)
-        known = have | _ips_of(config_xml, mac, gateways)
+        known = have | (_ips_of(config_xml, mac, gateways) if in_config else set())
         for ip in dels:
             if ip != ALL and ip not in known:
                 raise VzError(f"the interface has no IP {ip}")
         config = _edit(config_xml, current.driver, mac, adds, dels, change, gateways,
-                       persistent=True)
+                       persistent=True) if in_config else None
         live = None if live_xml is None else _edit(
             live_xml, current.driver, mac, adds, dels, change, gateways, persistent=False)
     except VzError as exc:
         raise exc.with_context(domain=current.name, mac=_label(change)) from None
     after = live or config
+    assert after is not None
     new = next(i for i in after.domain.interfaces if i.mac == mac)
     now = {str(ip.address) for ip in new.ips}
     return Edit(mac=mac, config=config, live=live,
                 added=sorted(now - have, key=_sort), removed=sorted(have - now, key=_sort),
                 guest_dev=new.guest_dev)
+
+
+def _has_device(data: bytes, mac: str) -> bool:
+    """Whether the document has a device <interface> with this MAC (a live-only
+    hot-plugged interface is not in the persistent definition)."""
+    try:
+        _device(parse_xml_bytes(data), mac)
+    except VzError:
+        return False
+    return True
 
 
 def _ips_of(data: bytes, mac: str, gateways) -> set[str]:

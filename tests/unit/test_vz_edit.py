@@ -131,3 +131,17 @@ def test_live_view_skips_an_unplugged_vz_interface_the_hook_refuses():
         parse_domain(xml)
     domain = parse_live(xml, "qemu", Config())
     assert [i.mac for i in domain.managed_interfaces] == [MAC]
+
+
+def test_a_live_only_interface_leaves_the_definition_alone():
+    live = domain_xml("ct1", interfaces=[routed(MAC, ["198.51.100.101"], target="vnet0",
+                                                native=True),
+                                         {"mac": "52:54:00:ee:00:01", "type": "ethernet",
+                                          "target": "vnet9"}])
+    edit = plan_edit(ct(target=None), live, Change(iface="52:54:00:ee:00:01",
+                                                   ipadd=("198.51.100.155",)), GW)
+    assert edit.config is None and edit.added == ["198.51.100.155"]
+    assert ips(edit.live.xml) == {"198.51.100.101": "native"}  # first interface
+    with pytest.raises(VzError, match="no interface with MAC"):
+        plan_edit(ct(target=None), None, Change(iface="52:54:00:ee:00:01",
+                                                ipadd=("198.51.100.155",)), GW)
