@@ -278,3 +278,22 @@ def test_proxy_flush_repaired_within_one_resync_period(lab, run_guests):
         "not repaired within one resync period (3 s in the lab)"
     print(f"proxy entry back {time.monotonic() - t0:.2f} s after the flush")
     assert lab.ping_from_x(CT.ips[0])
+
+
+def test_guest_stopped_without_its_hook_is_unwired(lab, run_guests):
+    """Safety net: the `stopped`/`release` hooks never run (the shim is missing), yet the
+    agent unwires the container (its devices vanish, libvirt reports it stopped)."""
+    run_guests(CT)
+    assert host_routes(lab).get(CT.ips[0])
+    shim = lab.paths.hooks / "lxc.d" / "50-vzlibvirt"
+    aside = shim.with_name("50-vzlibvirt.aside")
+    shim.rename(aside)
+    try:
+        calls = len(lab.hook_calls())
+        lab.destroy(CT)
+        assert wait_for(lambda: CT.ips[0] not in host_routes(lab)
+                        and (CT.ips[0], NEIGH_DEV) not in proxies(lab), 3, 0.05)
+        assert any(" stopped end" in c for c in lab.hook_calls()[calls:])  # the probe ran
+        assert not list((lab.paths.state / "domains").glob("lxc-*.json"))
+    finally:
+        aside.rename(shim)
