@@ -42,7 +42,7 @@ def test_virt_install_then_set(lab, cleanup):
     ], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     xml = lab.virsh("qemu", "dumpxml", NAME).stdout
-    assert "<interface type='ethernet'>" in xml and "vzlibvirt" not in xml
+    assert "<interface type='ethernet'>" in xml and "xmlns/network" not in xml
     assert wait_for(lambda: console.exists() and "VZLAB-READY" in console.read_text(), 120)
     assert IP not in host_routes(lab)  # not ours yet: libvirt left the tap alone
 
