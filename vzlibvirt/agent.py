@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import logging
 import os
@@ -25,6 +24,7 @@ import threading
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
+from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 from vzlibvirt.hookclient import decode, encode, recv_all
@@ -52,26 +52,18 @@ class Agent:
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         from vzlibvirt.netlink import Netlink
-        from vzlibvirt.wiring import load_plugins
 
-        load_plugins()
         self.resources = hookmod.Resources(config=config, netlink=Netlink())
 
     # lifecycle
     def acquire(self) -> None:
         """Refuse to run beside another agent of the same state dir."""
         self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.store.root / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AgentBusy(f"another agent (pid {other}) already serves {self.store.root}") \
-                from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+            self._lock_fd = singleton.hold(self.store.root / "agent.lock")
+        except singleton.AlreadyRunning as exc:
+            raise AgentBusy(f"another agent (pid {exc.pid}) already serves "
+                            f"{self.store.root}") from None
 
     def listen(self) -> None:
         path = self.socket_path
@@ -95,6 +87,9 @@ class Agent:
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
+        self.ra = None
+        if self.dhcp is not None:  # IPv6 routed VMs: router advertisements beside DHCP
+            self.ra = ra.start_in_thread(self.store, str(self.config.routed.gateway6))
         log.info("agent %d listening on %s (state %s)", os.getpid(), self.socket_path,
                  self.store.root)
         assert self._listener is not None
@@ -116,6 +111,8 @@ class Agent:
             self._listener.close()
 
     def close(self) -> None:
+        if getattr(self, "ra", None) is not None:
+            self.ra.stop()
         if getattr(self, "dhcp", None) is not None:
             self.dhcp.close()
         with contextlib.suppress(FileNotFoundError):
@@ -246,7 +243,7 @@ class Agent:
             for record in self.index.records_for(dev):
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
                 if (dev, ifindex) not in devices or any(
-                        _ifindex(name) == idx for name, idx in devices):
+                        netdev.ifindex(name) == idx for name, idx in devices):
                     continue
                 try:
                     outcome = unwire(record.key, self.store, self.resources.netlink)
@@ -294,9 +291,3 @@ def main(argv: list[str]) -> int:
     agent.serve_forever()
     return EXIT_OK
 
-
-def _ifindex(name: str) -> int | None:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None

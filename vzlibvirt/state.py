@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vzlibvirt.entries import Entry, entry_from_json
+from vzlibvirt.fsutil import atomic_write
+from vzlibvirt.model import Filter, Mode
 
 FORMAT_VERSION = 1
 
@@ -44,29 +46,47 @@ class AppliedEntry:
 
 @dataclass
 class InterfaceRecord:
+    """One wired interface: what resolve() found, and the entries applied for it.
+
+    Routed interfaces fill `neighbour_devs`, bridged ones the bridge fields; in the JSON
+    the bridge fields sit under "extra" (the record format of version 1)."""
+
     mac: str
-    mode: str
+    mode: Mode
     host_dev: str
     ifindex: int
     ips: list[str] = field(default_factory=list)
     neighbour_devs: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    bridge: str = ""
+    bridge_mtu: int = 0
+    filter: Filter = Filter.NONE
+    isolated: bool = False
+    plugged_by: str = ""  # "libvirt" or "vzlibvirt": who makes the device a bridge port
     entries: list[AppliedEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.mode is Mode.BRIDGED:
+            extra = {"bridge": self.bridge, "bridge_mtu": self.bridge_mtu,
+                     "filter": self.filter.value, "isolated": self.isolated,
+                     "plugged_by": self.plugged_by}
         return {
-            "mac": self.mac, "mode": self.mode, "host_dev": self.host_dev,
+            "mac": self.mac, "mode": self.mode.value, "host_dev": self.host_dev,
             "ifindex": self.ifindex, "ips": self.ips, "neighbour_devs": self.neighbour_devs,
-            "extra": self.extra, "entries": [e.to_json() for e in self.entries],
+            "extra": extra, "entries": [e.to_json() for e in self.entries],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InterfaceRecord:
+        extra = data.get("extra", {})
         return cls(
-            mac=data["mac"], mode=data["mode"], host_dev=data["host_dev"],
+            mac=data["mac"], mode=Mode(data["mode"]), host_dev=data["host_dev"],
             ifindex=data["ifindex"], ips=list(data.get("ips", [])),
             neighbour_devs=list(data.get("neighbour_devs", [])),
-            extra=dict(data.get("extra", {})),
+            bridge=extra.get("bridge", ""), bridge_mtu=extra.get("bridge_mtu", 0),
+            filter=Filter(extra.get("filter", Filter.NONE.value)),
+            isolated=bool(extra.get("isolated", False)),
+            plugged_by=extra.get("plugged_by", ""),
             entries=[AppliedEntry.from_json(e) for e in data.get("entries", [])],
         )
 
@@ -148,7 +168,7 @@ class StateStore:
         self._ensure_dirs()
         record.updated = time.time()
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        _atomic_write(self.path(record.key), data)
+        atomic_write(self.path(record.key), data)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -188,7 +208,7 @@ class StateStore:
                 return
         except FileNotFoundError:
             self._ensure_dirs()
-        _atomic_write(self._claim_path(ip), data)
+        atomic_write(self._claim_path(ip), data)
 
     def release(self, ip: str, key: str) -> None:
         path = self._claim_path(ip)
@@ -198,16 +218,6 @@ class StateStore:
             return
         if owner == key:
             path.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class RecordIndex:

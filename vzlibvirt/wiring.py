@@ -3,7 +3,8 @@
 A mode first resolves the environment (which host devices, which neighbour devices;
 netlink reads only), then lists the entries the host must hold (pure), and may act
 after the entries are in place (announcements). The engine owns ordering, the state
-record, rollback and removal, so a mode never has to get those right twice.
+record, rollback and removal, so a mode never has to get those right twice. The modes
+(routed.py, bridged.py) subclass InterfaceWiring; modes.py is the table of them.
 """
 
 from __future__ import annotations
@@ -43,22 +44,3 @@ class InterfaceWiring:
 
     def after_wire(self, ctx: WireContext, iface: Interface, record: InterfaceRecord) -> None:
         """Work after every entry is in place (e.g. announcements); failures only warn."""
-
-
-_PLUGINS: dict[Mode, InterfaceWiring] = {}
-
-
-def register(plugin: InterfaceWiring) -> InterfaceWiring:
-    _PLUGINS[plugin.mode] = plugin
-    return plugin
-
-
-def plugin_for(iface: Interface) -> InterfaceWiring:
-    if not _PLUGINS:
-        load_plugins()
-    return _PLUGINS[iface.mode]
-
-
-def load_plugins() -> None:
-    """Import every mode module; each registers its plugin and its entry types."""
-    from vzlibvirt import bridged, routed  # noqa: F401

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from vzlibvirt.config import Config, DhcpConfig, parse_config
-from vzlibvirt.dhcp import DhcpHost, read_hosts, write_hosts
+from vzlibvirt.dhcp import read_hosts, write_hosts
 from vzlibvirt.dnsmasq import render_config
-from vzlibvirt.entries import ProxyNeighbour, entry_from_json
+from vzlibvirt.entries import DhcpHost, ProxyNeighbour, entry_from_json
 from vzlibvirt.errors import ConfigError
 from vzlibvirt.model import GuestIP
-from vzlibvirt.plan import routed_entries
+from vzlibvirt.routed import routed_entries
 
 MAC = "52:54:00:AA:00:01"
 UPLINK = [("enp0s5", 2)]

@@ -17,11 +17,12 @@ from vzlibvirt.entries import (
     LinkUp,
     ProxyNeighbour,
     Route,
+    RoutedPort6,
     entry_from_json,
 )
 from vzlibvirt.model import Driver, GuestIP, IPSource
-from vzlibvirt.plan import bridge_for, describe_plan, routed_entries
-from vzlibvirt.rpfilter6 import RoutedPort6
+from vzlibvirt.plan import bridge_for, describe_plan
+from vzlibvirt.routed import routed_entries
 
 M1, M2, M3 = "52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03"
 UPLINK = [("enp0s5", 2)]
