@@ -16,18 +16,17 @@ import contextlib
 import io
 import logging
 import os
-import signal
 import socket
 import struct
-import sys
 import threading
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
 from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
-from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
+from vzlibvirt.errors import EXIT_OK, VzError
 from vzlibvirt.hookclient import decode, encode, recv_all
+from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
@@ -273,21 +272,14 @@ def main(argv: list[str]) -> int:
                         help="print a systemd unit for this installation and exit")
     args = parser.parse_args(argv)
     if args.print_unit:
-        exe = Path(sys.executable).with_name("vzlibvirt")
         unit = Path(__file__).with_name("data") / "vzlibvirt-agent.service"
-        print(unit.read_text().replace(
-            "@EXEC@", str(exe) if exe.exists() else f"{sys.executable} -m vzlibvirt"), end="")
+        print(unit.read_text().replace("@EXEC@", exec_command()), end="")
         return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format="vzlibvirt-agent: %(message)s")
-    try:
+
+    def start():
         agent = Agent(load_config(), args.socket)
         agent.acquire()
         agent.listen()
-    except VzError as exc:
-        print(exc.line(), file=sys.stderr)
-        return EXIT_REFUSED
-    signal.signal(signal.SIGTERM, agent.stop)
-    signal.signal(signal.SIGINT, agent.stop)
-    agent.serve_forever()
-    return EXIT_OK
+        return agent.serve_forever, agent.stop
 
+    return run_foreground("vzlibvirt-agent", start)

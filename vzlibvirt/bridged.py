@@ -78,11 +78,7 @@ class BridgedWiring(InterfaceWiring):
             raise VzError(missing_bridge_error(bridge))
         if br.kind != "bridge":
             raise VzError(f"{bridge} is not a bridge (it is a {br.kind or 'plain'} device)")
-        if not iface.host_dev:
-            raise VzError("libvirt named no host device (<target dev>) for this interface")
-        link = nl.link(iface.host_dev)
-        if link is None:
-            raise VzError(f"host device {iface.host_dev} does not exist")
+        link = self.host_link(ctx, iface)
         if link.kind == "bridge" or link.index == br.index:
             raise VzError(f"host device {iface.host_dev} is a bridge, not a guest device")
         if link.master is not None and link.master != br.index:

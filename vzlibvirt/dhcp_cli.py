@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-from pathlib import Path
 
 from vzlibvirt import dhcp, ra
 from vzlibvirt.config import load_config
 from vzlibvirt.dnsmasq import Supervisor, render_config
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
+from vzlibvirt.service import exec_command, run_foreground
 
 UNIT = """[Unit]
 Description=vzlibvirt DHCP for routed VMs (supervised dnsmasq)
@@ -41,30 +39,32 @@ def main(argv: list[str]) -> int:
                         help="print a systemd unit for this installation and exit")
     args = parser.parse_args(argv)
     if args.print_unit:
-        exe = Path(sys.executable).with_name("vzlibvirt")
-        print(UNIT.format(exe=exe if exe.exists() else f"{sys.executable} -m vzlibvirt"),
-              end="")
+        print(UNIT.format(exe=exec_command()), end="")
         return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format="vzlibvirt-dhcp: %(message)s")
-    try:
+    if args.print_config:
+        try:
+            config = load_config()
+        except VzError as exc:
+            print(exc.line(), file=sys.stderr)
+            return EXIT_REFUSED
+        print(render_config(config, dhcp.dhcp_dir(config.state.dir)), end="")
+        return EXIT_OK
+
+    def start():
         config = load_config()
-        if args.print_config:
-            print(render_config(config, dhcp.dhcp_dir(config.state.dir)), end="")
-            return EXIT_OK
         if not config.dhcp.enable:
             raise VzError("DHCP is not enabled: set [dhcp] enable = true in the config")
         sup = Supervisor(config)
         sup.acquire()
-    except VzError as exc:
-        print(exc.line(), file=sys.stderr)
-        return EXIT_REFUSED
-    signal.signal(signal.SIGTERM, sup.stop)
-    signal.signal(signal.SIGINT, sup.stop)
-    adverts = ra.start_in_thread(sup.store, str(config.routed.gateway6))
-    try:
-        sup.run()
-    finally:
-        if adverts is not None:
-            adverts.stop()
-        sup.close()
-    return EXIT_OK
+
+        def serve() -> None:
+            adverts = ra.start_in_thread(sup.store, str(config.routed.gateway6))
+            try:
+                sup.run()
+            finally:
+                if adverts is not None:
+                    adverts.stop()
+                sup.close()
+        return serve, sup.stop
+
+    return run_foreground("vzlibvirt-dhcp", start)

@@ -103,12 +103,7 @@ class RoutedWiring(InterfaceWiring):
 
     def resolve(self, ctx: WireContext, iface: Interface,
                 previous: InterfaceRecord | None) -> InterfaceRecord:
-        nl = ctx.nl
-        if not iface.host_dev:
-            raise VzError("libvirt named no host device (<target dev>) for this interface")
-        link = nl.link(iface.host_dev)
-        if link is None:
-            raise VzError(f"host device {iface.host_dev} does not exist")
+        link = self.host_link(ctx, iface)
         guest_ips = [str(ip.address) for ip in iface.ips]
         known = set(previous.ips) if previous else set()
         for ip in guest_ips:

@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vzlibvirt.errors import VzError
 from vzlibvirt.model import Interface, Mode
 
 if TYPE_CHECKING:
     from vzlibvirt.config import Config
     from vzlibvirt.entries import Entry
     from vzlibvirt.model import Domain
-    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.netlink import Link, Netlink
     from vzlibvirt.state import InterfaceRecord, StateStore
 
 
@@ -44,3 +45,13 @@ class InterfaceWiring:
 
     def after_wire(self, ctx: WireContext, iface: Interface, record: InterfaceRecord) -> None:
         """Work after every entry is in place (e.g. announcements); failures only warn."""
+
+    @staticmethod
+    def host_link(ctx: WireContext, iface: Interface) -> Link:
+        """The guest's host-side device, which libvirt names in <target dev>."""
+        if not iface.host_dev:
+            raise VzError("libvirt named no host device (<target dev>) for this interface")
+        link = ctx.nl.link(iface.host_dev)
+        if link is None:
+            raise VzError(f"host device {iface.host_dev} does not exist")
+        return link

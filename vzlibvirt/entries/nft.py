@@ -96,26 +96,43 @@ class PortFilter(_PortElement):
         return f"port security filter={self.filter} on {self.dev} (ifindex {self.ifindex})"
 
 
+class _PortPair(_PortElement):
+    """An `ifindex . value` element: a value the port may send from."""
+
+    def value(self) -> str:
+        raise NotImplementedError
+
+    def packed(self) -> bytes:
+        """The value in the kernel's layout of the set's key."""
+        raise NotImplementedError
+
+    def key(self) -> bytes:
+        return ifindex_key(self.ifindex) + self.packed()
+
+    def elem(self) -> Any:
+        return {"concat": [self.ifindex, self.value()]}
+
+
 @dataclass(frozen=True)
-class PortMac(_PortElement):
+class PortMac(_PortPair):
     kind: ClassVar[str] = "port-mac"
     set_name: ClassVar[str] = "port_mac"
     dev: str
     ifindex: int
     mac: str
 
-    def key(self) -> bytes:
-        return ifindex_key(self.ifindex) + bytes.fromhex(self.mac.replace(":", "")) + b"\0\0"
+    def value(self) -> str:
+        return self.mac
 
-    def elem(self) -> Any:
-        return {"concat": [self.ifindex, self.mac]}
+    def packed(self) -> bytes:
+        return bytes.fromhex(self.mac.replace(":", "")) + b"\0\0"
 
     def describe(self) -> str:
         return f"allowed MAC {self.mac} on {self.dev}"
 
 
 @dataclass(frozen=True)
-class PortIP(_PortElement):
+class PortIP(_PortPair):
     kind: ClassVar[str] = "port-ip"
     dev: str
     ifindex: int
@@ -125,11 +142,11 @@ class PortIP(_PortElement):
     def set_name(self) -> str:  # type: ignore[override]
         return "port_ip6" if ":" in self.address else "port_ip4"
 
-    def key(self) -> bytes:
-        return ifindex_key(self.ifindex) + ipaddress.ip_address(self.address).packed
+    def value(self) -> str:
+        return self.address
 
-    def elem(self) -> Any:
-        return {"concat": [self.ifindex, self.address]}
+    def packed(self) -> bytes:
+        return ipaddress.ip_address(self.address).packed
 
     def describe(self) -> str:
         return f"allowed IP {self.address} on {self.dev}"
