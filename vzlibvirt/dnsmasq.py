@@ -34,6 +34,7 @@ from pathlib import Path
 
 from vzlibvirt import dhcp, singleton
 from vzlibvirt.config import Config
+from vzlibvirt.entries import DhcpHost
 from vzlibvirt.errors import VzError
 from vzlibvirt.state import StateStore
 
@@ -103,7 +104,7 @@ def desired_hosts(store: StateStore, directory: Path) -> list[str]:
         for irec in record.interfaces:
             for applied in irec.entries:
                 e = applied.entry
-                if isinstance(e, dhcp.DhcpHost) and Path(e.dir) == directory \
+                if isinstance(e, DhcpHost) and Path(e.dir) == directory \
                         and e.line not in lines:
                     lines.append(e.line)
     return lines

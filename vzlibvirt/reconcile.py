@@ -66,7 +66,7 @@ def reconcile(config: Config, domains_by_driver: dict[str, list[bytes]], nl) -> 
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.engine import unwire, wire
     from vzlibvirt.model import Driver
-    from vzlibvirt.netlink import BulkView
+    from vzlibvirt.netlink_bulk import BulkView
     from vzlibvirt.state import StateStore
 
     store = StateStore(config.state.dir)
