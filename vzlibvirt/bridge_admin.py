@@ -160,8 +160,8 @@ class BridgeAdmin:
         box: dict[str, int] = {}
         try:
             _step(revert, f"create bridge {name}",
-                      lambda: box.setdefault("br", self.nl.bridge_add(name, None, None)),
-                      lambda: self.nl.link_del(box["br"]))
+                  lambda: box.setdefault("br", self.nl.bridge_add(name, None, None)),
+                  lambda: self.nl.link_del(box["br"]))
             _step(revert, f"set {name} up", lambda: self.nl.set_up(box["br"]), lambda: None)
         except BaseException:
             self._fail(revert, name)
@@ -186,30 +186,30 @@ class BridgeAdmin:
         upi = up.index
         try:
             _step(revert, f"create bridge {name} (mtu {up.mtu}, mac {up.mac})",
-                      lambda: box.setdefault("br", nl.bridge_add(name, up.mac, up.mtu)),
-                      lambda: nl.link_del(box["br"]))
+                  lambda: box.setdefault("br", nl.bridge_add(name, up.mac, up.mtu)),
+                  lambda: nl.link_del(box["br"]))
             _step(revert, f"enslave {up.name} to {name}",
-                      lambda: nl.set_master(upi, box["br"]), lambda: nl.set_master(upi, None))
+                  lambda: nl.set_master(upi, box["br"]), lambda: nl.set_master(upi, None))
             _step(revert, f"set {name} up", lambda: nl.set_up(box["br"]), lambda: None)
             # Routes leave before their addresses (a gateway route needs its subnet), then
             # addresses leave newest first (removing a primary drops its secondaries).
             for r in routes:
                 _step(revert, f"remove route {r.describe()} from {up.name}",
-                          lambda r=r: nl.route_del_spec(upi, r),
-                          lambda r=r: nl.route_add_spec(upi, r))
+                      lambda r=r: nl.route_del_spec(upi, r),
+                      lambda r=r: nl.route_add_spec(upi, r))
             for a in reversed(addrs):
                 _step(revert, f"remove address {a.address}/{a.prefixlen} from {up.name}",
-                          lambda a=a: nl.addr_del(upi, a.address, a.prefixlen),
-                          lambda a=a: nl.addr_add_spec(upi, a, label=a.label))
+                      lambda a=a: nl.addr_del(upi, a.address, a.prefixlen),
+                      lambda a=a: nl.addr_add_spec(upi, a, label=a.label))
             for a in addrs:
                 _step(revert, f"add address {a.address}/{a.prefixlen} to {name}",
-                          lambda a=a: nl.addr_add_spec(box["br"], a, IFA_F_NODAD,
-                                                       _label(a, up.name, name)),
-                          lambda a=a: nl.addr_del(box["br"], a.address, a.prefixlen))
+                      lambda a=a: nl.addr_add_spec(box["br"], a, IFA_F_NODAD,
+                                                   _label(a, up.name, name)),
+                      lambda a=a: nl.addr_del(box["br"], a.address, a.prefixlen))
             for r in routes:
                 _step(revert, f"add route {r.describe()} to {name}",
-                          lambda r=r: nl.route_add_spec(box["br"], r),
-                          lambda r=r: nl.route_del_spec(box["br"], r))
+                      lambda r=r: nl.route_add_spec(box["br"], r),
+                      lambda r=r: nl.route_del_spec(box["br"], r))
             faults.checkpoint("commit")
         except BaseException:
             self._fail(revert, name)
@@ -251,32 +251,32 @@ class BridgeAdmin:
             if bri is not None:
                 for r in routes:
                     _step(revert, f"remove route {r.describe()} from {name}",
-                              lambda r=r: nl.route_del_spec(bri, r),
-                              _ignore(lambda r=r: nl.route_add_spec(bri, r)))
+                          lambda r=r: nl.route_del_spec(bri, r),
+                          _ignore(lambda r=r: nl.route_add_spec(bri, r)))
                 for a in reversed(addrs):
                     _step(revert, f"remove address {a.address}/{a.prefixlen} from {name}",
-                              lambda a=a: nl.addr_del(bri, a.address, a.prefixlen),
-                              _ignore(lambda a=a: nl.addr_add_spec(
-                                  bri, a, IFA_F_NODAD, _label(a, rec.uplink or "", name))))
+                          lambda a=a: nl.addr_del(bri, a.address, a.prefixlen),
+                          _ignore(lambda a=a: nl.addr_add_spec(
+                              bri, a, IFA_F_NODAD, _label(a, rec.uplink or "", name))))
             if up is not None:
                 upi = up.index
                 if bri is not None and up.master == bri:
                     _step(revert, f"release {up.name} from {name}",
-                              lambda: nl.set_master(upi, None),
-                              lambda: nl.set_master(upi, bri))
+                          lambda: nl.set_master(upi, None),
+                          lambda: nl.set_master(upi, bri))
                 for a in addrs:
                     _step(revert, f"add address {a.address}/{a.prefixlen} to {up.name}",
-                              lambda a=a: nl.addr_add_spec(upi, a, label=a.label),
-                              _ignore(lambda a=a: nl.addr_del(upi, a.address, a.prefixlen)))
+                          lambda a=a: nl.addr_add_spec(upi, a, label=a.label),
+                          _ignore(lambda a=a: nl.addr_del(upi, a.address, a.prefixlen)))
                 for r in routes:
                     _step(revert, f"add route {r.describe()} to {up.name}",
-                              lambda r=r: nl.route_add_spec(upi, r),
-                              _ignore(lambda r=r: nl.route_del_spec(upi, r)))
+                          lambda r=r: nl.route_add_spec(upi, r),
+                          _ignore(lambda r=r: nl.route_del_spec(upi, r)))
                 if rec.uplink_mtu and up.mtu != rec.uplink_mtu:
                     old = up.mtu
                     _step(revert, f"set mtu {rec.uplink_mtu} on {up.name}",
-                              lambda: nl.set_mtu(upi, rec.uplink_mtu),
-                              lambda: nl.set_mtu(upi, old))
+                          lambda: nl.set_mtu(upi, rec.uplink_mtu),
+                          lambda: nl.set_mtu(upi, old))
             if bri is not None:
                 faults.checkpoint("forget")  # past this the bridge is gone: no undo
                 _step(revert, f"delete bridge {name}", lambda: nl.link_del(bri), lambda: None)
