@@ -10,16 +10,10 @@ libvirt does not do: port security (portsec.py) and the isolated flag.
 
 from __future__ import annotations
 
-from vzlibvirt.entries import (
-    BridgePort,
-    Entry,
-    LinkMtu,
-    LinkUp,
-    PortFilter,
-    PortIP,
-    PortIsolated,
-    PortMac,
-)
+from vzlibvirt.entries.base import Entry
+from vzlibvirt.entries.bridge import BridgePort, PortIsolated
+from vzlibvirt.entries.kernel import LinkMtu, LinkUp
+from vzlibvirt.entries.nft import PortFilter, PortIP, PortMac
 from vzlibvirt.errors import ConflictError, VzError, missing_bridge_error
 from vzlibvirt.model import Filter, Interface, Mode
 from vzlibvirt.plan import bridge_for
