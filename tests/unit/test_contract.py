@@ -59,8 +59,8 @@ def test_contract_imports_nothing_under_python_S_E():
 
 def test_the_build_ships_every_package_and_the_one_shim_template():
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    packages = {".".join(p.parent.relative_to(REPO).parts)
-                for p in (REPO / "vzlibvirt").rglob("__init__.py")}
+    packages = {".".join(p.relative_to(REPO).parts) for p in [REPO / "vzlibvirt",
+                *(REPO / "vzlibvirt").rglob("*")] if p.is_dir() and p.name != "__pycache__"}
     assert set(setuptools["packages"]) == packages | {"vzlibvirt.hooks"}
     assert setuptools["package-dir"] == {"vzlibvirt.hooks": "hooks"}
     assert setuptools["package-data"]["vzlibvirt.hooks"] == ["shim.sh.in"]
