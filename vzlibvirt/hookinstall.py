@@ -46,7 +46,7 @@ class Change:
 
 
 def render(driver: str, python: str, config: str | None, agent_socket: str | None = None,
-           state_dir: str | None = None, client: str = str(CLIENT)) -> str:
+           state_dir: str | None = None) -> str:
     """The shim text for DRIVER; every substituted value is shell-quoted.
 
     The state dir is baked in for the stop check; the hook refuses to start guests when
@@ -69,7 +69,7 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
         **_record_path_parts(Path(state_dir), driver),
         "UUID_ENV": contract.DOMAIN_UUID_ENV,
         "PYTHON": shlex.quote(python),
-        "CLIENT": shlex.quote(client),
+        "CLIENT": shlex.quote(str(CLIENT)),
         "PLCLIENT": shlex.quote(str(PERL_CLIENT)),
     }
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
