@@ -94,6 +94,7 @@ def report(res: dict) -> None:
 
 def inner(args) -> int:
     from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
     from vzlibvirt.hookinstall import install
 
     sizes = sorted({int(n) for n in args.guests.split(",")})
@@ -122,7 +123,7 @@ def inner(args) -> int:
                   file=sys.stderr)
             wired = n
         row = {"shell": measure([str(shell)], xml, {}, args.rounds)}
-        row["inproc"] = measure([str(shim)], xml, {"VZLIBVIRT_AGENT_SOCKET": "none"},
+        row["inproc"] = measure([str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT},
                                 args.rounds, env_cfg)
         agent = start_agent(config, sock)
         try:

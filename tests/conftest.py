@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from vzlibvirt.contract import domains_dir
+
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -78,7 +80,7 @@ class VzEnv:
             assert r.rc == 0, f"{op}: rc={r.rc} {r.stderr}"
 
     def records(self) -> list[Path]:
-        d = self.state / "domains"
+        d = domains_dir(self.state)
         return sorted(d.glob("*.json")) if d.is_dir() else []
 
 

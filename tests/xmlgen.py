@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from xml.sax.saxutils import quoteattr
 
-VZNS = "http://vzlibvirt.org/xmlns/network/1.0"
+from vzlibvirt.contract import XMLNS as VZNS
 
 
 def domain_xml(

@@ -24,14 +24,14 @@ from pathlib import Path
 from vzlibvirt import hook as hookmod
 from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
+from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
 from vzlibvirt.errors import EXIT_OK, VzError
-from vzlibvirt.hookclient import decode, encode, recv_all
 from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
-MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
+MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 
 

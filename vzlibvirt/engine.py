@@ -112,7 +112,8 @@ class _Wiring:
         desired = {a.entry.identity for i in record.interfaces for a in i.entries}
         stale = [e for e in (previous.owned_entries() if previous else [])
                  if e.identity not in desired]
-        if (previous is not None and previous.phase == "wired" and not missing and not stale
+        now = {i.host_dev: i.ifindex for i in record.interfaces}.get
+        if (previous is not None and previous.wired_on(now) and not missing and not stale
                 and _same(previous, record)):
             for ip in record.ips():  # (cheap: a claim is rewritten only if it differs)
                 self.store.claim(ip, domain.key, domain.name)

@@ -49,7 +49,7 @@ def _pktinfo(src: str, ifindex: int) -> tuple[int, int, bytes]:
 class RouterAdvertiser:
     """One raw ICMPv6 socket for every tap; runs in its own thread."""
 
-    def __init__(self, store: StateStore, gateway6: str = "fe80::1"):
+    def __init__(self, store: StateStore, gateway6: str):
         self.store = store
         self.gateway6 = gateway6
         self.stopping = threading.Event()

@@ -1,9 +1,7 @@
 """The state store: what vzlibvirt applied, per domain, so stop removes exactly that.
 
-Layout under the state dir (default /run/vzlibvirt, so a reboot starts clean):
-  domains/<driver>-<uuid>.json   one record per wired domain, written atomically
-  ips/<ip>                       which domain holds a guest IP (O(1) conflict checks)
-  lock                           host-wide flock around every change
+The layout under the state dir is the contract's (contract.py): one record per wired
+domain, one claim file per guest IP (O(1) conflict checks), the host-wide lock.
 Each write goes to a temporary file that is renamed into place, so a process killed at
 any point leaves either the old or the new record, never half of one. Nothing is
 fsynced: the state describes kernel entries that do not survive a reboot either, so it
@@ -17,11 +15,12 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vzlibvirt import contract
 from vzlibvirt.entries import Entry, entry_from_json
 from vzlibvirt.fsutil import atomic_write
 from vzlibvirt.model import Filter, Mode
@@ -107,6 +106,12 @@ class DomainRecord:
     def ips(self) -> list[str]:
         return [ip for i in self.interfaces for ip in i.ips]
 
+    def wired_on(self, ifindex: Callable[[str], int | None]) -> bool:
+        """Already wired: committed, and every interface is still on the device it was
+        wired on (`ifindex` of its host device now; a re-created device lost our entries)."""
+        return self.phase == "wired" and all(ifindex(i.host_dev) == i.ifindex
+                                             for i in self.interfaces)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION, "key": self.key, "name": self.name, "uuid": self.uuid,
@@ -134,15 +139,15 @@ class Claim:
 class StateStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.domains = self.root / "domains"
-        self.claims = self.root / "ips"
+        self.domains = contract.domains_dir(self.root)
+        self.claims = contract.claims_dir(self.root)
 
     # locking
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the host-wide lock: one change to shared state at a time."""
         self._ensure_dirs()
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(contract.lock_path(self.root), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -155,7 +160,7 @@ class StateStore:
 
     # domain records
     def path(self, key: str) -> Path:
-        return self.domains / f"{key}.json"
+        return contract.record_path(self.root, key)
 
     def load(self, key: str) -> DomainRecord | None:
         try:
@@ -177,7 +182,7 @@ class StateStore:
     def domain_keys(self) -> list[str]:
         if not self.domains.is_dir():
             return []
-        return sorted(p.stem for p in self.domains.glob("*.json"))
+        return sorted(k for k in map(contract.record_key, os.listdir(self.domains)) if k)
 
     def records(self) -> list[DomainRecord]:
         out = []
@@ -189,7 +194,7 @@ class StateStore:
 
     # IP claims
     def _claim_path(self, ip: str) -> Path:
-        return self.claims / ip
+        return contract.claim_path(self.root, ip)
 
     def claim_owner(self, ip: str) -> Claim | None:
         """Who holds `ip`; a claim whose domain record is gone is stale and ignored."""
@@ -239,9 +244,9 @@ class RecordIndex:
             names = []
         current = {}
         for name in names:
-            if not name.endswith(".json"):
+            key = contract.record_key(name)
+            if key is None:
                 continue
-            key = name[:-5]
             try:
                 mtime = os.stat(self.store.domains / name).st_mtime_ns
                 old = self._seen.get(key)

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import wait_for
+from vzlibvirt.contract import XMLNS, domains_dir
 from vzlibvirt.lab import images
 from vzlibvirt.lab import settings as S
 
 REPO = Path(__file__).resolve().parents[2]
-XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
 CT_IP = "198.51.100.111"
 CT2_IP = "198.51.100.112"
 
@@ -179,7 +179,7 @@ def test_bridged_container(br0, domains):
 
     lab.virsh("lxc", "destroy", "bct1")
     assert nft_ports(lab) == 0
-    records = (lab.paths.state / "domains").glob("*.json")
+    records = domains_dir(lab.paths.state).glob("*.json")
     assert all('"bct1"' not in p.read_text() for p in records)
 
 

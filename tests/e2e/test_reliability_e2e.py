@@ -12,6 +12,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
+from vzlibvirt.contract import domains_dir
 from vzlibvirt.lab import daemon
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.guests import Guest
@@ -23,7 +24,7 @@ def _ct(n: int, ip: str) -> Guest:
 
 
 def _records(lab) -> dict[str, dict]:
-    d = lab.paths.state / "domains"
+    d = domains_dir(lab.paths.state)
     return {r["name"]: r for r in (json.loads(p.read_text()) for p in d.glob("*.json"))} \
         if d.is_dir() else {}
 

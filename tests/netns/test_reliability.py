@@ -12,6 +12,7 @@ import pytest
 
 from tests.netns.test_agent import Agent
 from tests.xmlgen import domain_xml, routed
+from vzlibvirt.contract import claims_dir
 
 pytestmark = pytest.mark.netns
 N = 20
@@ -53,7 +54,8 @@ def test_parallel_hooks_leave_every_entry_right(topo, vz):
     records = [json.loads(p.read_text()) for p in vz.records()]
     assert sorted(r["name"] for r in records) == sorted(guests)
     assert all(r["phase"] == "wired" for r in records)
-    assert sorted((vz.state / "ips").iterdir()) == sorted(vz.state / "ips" / ip for ip in want)
+    claims = claims_dir(vz.state)
+    assert sorted(claims.iterdir()) == sorted(claims / ip for ip in want)
 
     # half of them stop while the other half re-apply (reconnect), all at once
     names = sorted(guests)

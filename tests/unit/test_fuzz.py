@@ -41,13 +41,13 @@ from tests.unit.test_domain_xml import example
 from tests.xmlgen import domain_xml, routed
 from vzlibvirt import hook
 from vzlibvirt.config import Config, ConfigError, load_config, parse_config
+from vzlibvirt.contract import XMLNS as VZNS
 from vzlibvirt.domain_xml import DEFAULT_GATEWAYS, parse_domain
 from vzlibvirt.errors import VzError
 from vzlibvirt.model import Domain, Driver, Filter, IPSource, Mode
 from vzlibvirt.plan import describe_plan
 from vzlibvirt.routed import routed_entries
 
-VZNS = "http://vzlibvirt.org/xmlns/network/1.0"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from .settings import BRIDGE, GATEWAY4, GATEWAY6, LAN_GATEWAY4, LAN_PREFIX4
+from vzlibvirt.contract import GATEWAY4, GATEWAY6, XMLNS
 
-XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
+from .settings import BRIDGE, LAN_GATEWAY4, LAN_PREFIX4
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,6 @@ X_IP4 = "198.51.100.10"
 X_IP6 = "2001:db8:100::10"
 LAN_PREFIX4 = 24
 LAN_GATEWAY4 = HOST_IP4.split("/")[0]  # bridged guests' default gateway: the lab host
-GATEWAY4 = "169.254.0.1"
-GATEWAY6 = "fe80::1"
 
 # Host directories that libvirtd needs; in the lab each is a bind mount of a lab dir,
 # made only inside libvirtd's private mount namespace.
