@@ -7,11 +7,11 @@ import struct
 
 import pytest
 
-from tests.xmlgen import bridged, domain_xml
 from vzlibvirt.bridge_admin import BridgeRecord, _label
 from vzlibvirt.bridged import BridgePort, LinkMtu, PortIsolated, bridged_entries
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.entries import LinkUp, entry_from_json
+from vzlibvirt.lab.domxml import bridged, domain_xml
 from vzlibvirt.netlink import AddrSpec
 from vzlibvirt.portsec import (
     RULESET,

@@ -38,11 +38,11 @@ from hypothesis import strategies as st
 
 from tests.unit.test_config import CONTRACT_TOML
 from tests.unit.test_domain_xml import example
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt import hook
 from vzlibvirt.config import Config, ConfigError, load_config, parse_config
 from vzlibvirt.domain_xml import DEFAULT_GATEWAYS, parse_domain
 from vzlibvirt.errors import VzError
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.model import Domain, Driver, Filter, IPSource, Mode
 from vzlibvirt.plan import describe_plan, routed_entries
 

@@ -1,4 +1,5 @@
-"""Where the lab lives and its fixed topology (shared with the netns tests' numbers)."""
+"""Where the lab lives and the seed's numbers, which the lab, the netns tests and bench
+share through lab.topology and lab.domxml."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HOST_NETNS = "vzlab-host"
-LAN_NETNS = "vzlab-lan"
+LAB_PREFIX = "vzlab"  # the lab's namespaces; throw-away test topologies use vzt-TAG
+HOST_NETNS = f"{LAB_PREFIX}-host"
+LAN_NETNS = f"{LAB_PREFIX}-lan"
 UPLINK = "enp0s5"
 # `lab up` makes br0 over the uplink (seed 5.2.1.2 / 5.2.2.1). Once the uplink is a bridge
 # port, ARP and NDP from the LAN arrive on br0, so routed guests' proxy entries live there.
