@@ -37,6 +37,11 @@ LIBVIRT_DIRS = {
 }
 
 
+def _under(*parts: str) -> property:
+    """A path under the lab root (read-only attribute of LabPaths)."""
+    return property(lambda self: self.root.joinpath(*parts))
+
+
 @dataclass(frozen=True)
 class LabPaths:
     """Every path the lab uses; `root` is removed whole by `lab down`, `cache` is kept."""
@@ -52,42 +57,15 @@ class LabPaths:
         """The lab directory that stands in for LIBVIRT_DIRS[key]."""
         return self.root / key
 
-    @property
-    def etc(self) -> Path:
-        return self.lab("etc")
-
-    @property
-    def hooks(self) -> Path:
-        return self.lab("hooks")
-
-    @property
-    def run(self) -> Path:
-        return self.lab("run")
-
-    @property
-    def guests(self) -> Path:
-        return self.root / "guests"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "vzlibvirt-state"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "vzlibvirt.toml"
-
-    @property
-    def record(self) -> Path:
-        """JSON record of what `up` made (pids, created mount points), read by `down`."""
-        return self.root / "lab.json"
-
-    @property
-    def hooklog(self) -> Path:
-        return self.root / "hook-calls.log"
-
-    @property
-    def socket(self) -> Path:
-        return self.run / "libvirt-sock"
+    etc = _under("etc")
+    hooks = _under("hooks")
+    run = _under("run")
+    guests = _under("guests")
+    state = _under("vzlibvirt-state")
+    config = _under("vzlibvirt.toml")
+    record = _under("lab.json")  # what `up` made (pids, mount points), read by `down`
+    hooklog = _under("hook-calls.log")
+    socket = _under("run", "libvirt-sock")
 
     def uri(self, driver: str) -> str:
         return f"{driver}:///system?socket={self.socket}"
