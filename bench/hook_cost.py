@@ -29,8 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
-       ("release", "end"))
 GUEST_IP = "198.51.100.250"
 SHELL_HOOK = """#!/bin/sh
 # the bare shell hook: routed wiring of one IP with ip/sysctl, nothing else
@@ -139,14 +137,14 @@ def inner(args) -> int:
 def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
     """Median time of the five calls. Between `started` and `stopped` the guest's device
     is deleted, untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
-    from vzlibvirt.lab.runner import LIBVIRT_ENV
+    from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
 
     env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
     totals = []
     for _ in range(rounds + 1):
         _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
         total = 0.0
-        for op, sub in OPS:
+        for op, sub in LIFE:
             if op == "stopped":
                 _sh("ip", "link", "del", "vnb0")
             t0 = time.perf_counter()

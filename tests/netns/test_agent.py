@@ -20,11 +20,10 @@ import pytest
 from tests.netns.probes import host_snapshot
 from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.lab.resident import Resident
+from vzlibvirt.lab.runner import LIBVIRT_ENV
+from vzlibvirt.lab.runner import LIFE as OPS
 
 pytestmark = pytest.mark.netns
-LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
-OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
-       ("release", "end"))
 
 
 def start_agent(topo, vz, sock: Path | None = None, **env: str) -> Resident:

@@ -17,6 +17,9 @@ from typing import ClassVar
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # What libvirtd gives a hook (a real init's environment, no PYTHON*, no VZLIBVIRT_*).
 LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
+# One guest life as libvirt calls the qemu/lxc hook: (operation, sub-operation).
+LIFE = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
+        ("release", "end"))
 
 
 def in_netns(ns: str) -> tuple[str, ...]:
@@ -78,8 +81,7 @@ class VzCli:
     def hook_args(driver: str, name: str, op: str, subop: str | None = None) -> list[str]:
         """A hook call's arguments as libvirt passes them (`stopped`/`release` end, the
         others begin)."""
-        return ["hook", driver, name, op,
-                subop or ("end" if op in ("stopped", "release") else "begin"), "-"]
+        return ["hook", driver, name, op, subop or dict(LIFE).get(op, "begin"), "-"]
 
     def hook(self, driver: str, name: str, op: str, xml: bytes, subop: str | None = None,
              **kw) -> Result:
