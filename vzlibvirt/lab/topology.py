@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import settings as S
+from .runner import in_netns
 from .sh import LabError, run
 
 
@@ -157,7 +158,7 @@ class Topology:
         self.exec(ns, "sysctl", "-qw", f"{key}={value}", check=True)
 
     def exec(self, ns: str, *args: str, check: bool = False, timeout: float = 30):
-        return run(["ip", "netns", "exec", ns, *args], check=check, timeout=timeout)
+        return run([*in_netns(ns), *args], check=check, timeout=timeout)
 
     def ping(self, ns: str, dst: str, count: int = 1, wait: int = 2, src: str | None = None,
              iface: str | None = None) -> bool:
