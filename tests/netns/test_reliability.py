@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.netns.test_agent import Agent
-from tests.xmlgen import domain_xml, routed
+from tests.netns.test_agent import start_agent
 from vzlibvirt.contract import claims_dir
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 pytestmark = pytest.mark.netns
 N = 20
 
 
 def _hook_proc(vz, topo, name, op, xml):
-    return subprocess.Popen(["ip", "netns", "exec", topo.host, sys.executable, "-m",
-                             "vzlibvirt", "hook", "lxc", name, op,
-                             "end" if op in ("stopped", "release") else "begin", "-"],
+    return subprocess.Popen(vz.argv(*vz.hook_args("lxc", name, op), ns=topo.host),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=vz.env())
 
@@ -97,7 +94,7 @@ def test_uplink_flapped_100_times(topo, vz):
     vz.start("lxc", "ct1", domain_xml("ct1", interfaces=[routed(g.mac, g.ips,
                                                                  target=g.host_dev,
                                                                  native=True)]), topo.host)
-    agent = Agent(topo, vz)
+    agent = start_agent(topo, vz)
     try:
         lost_for_good = 0
         for i in range(100):

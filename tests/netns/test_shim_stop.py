@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.netns.test_agent import shim, shimmed  # noqa: F401  (a fixture)
-from tests.xmlgen import domain_xml, routed
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 pytestmark = pytest.mark.netns
 IP = "198.51.100.101"

@@ -7,7 +7,6 @@ import struct
 
 import pytest
 
-from tests.xmlgen import bridged, domain_xml
 from vzlibvirt.bridge_admin import BridgeRecord, _label
 from vzlibvirt.bridged import bridged_entries, port_security_entries
 from vzlibvirt.domain_xml import parse_domain
@@ -21,6 +20,7 @@ from vzlibvirt.entries import (
     PortMac,
     entry_from_json,
 )
+from vzlibvirt.lab.domxml import bridged, domain_xml
 from vzlibvirt.netlink_admin import AddrSpec
 from vzlibvirt.portsec import RULESET, eui64_link_local
 

@@ -12,9 +12,9 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt import contract, hookinstall
 from vzlibvirt.domain_xml import parse_domain
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.state import DomainRecord, StateStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -112,8 +112,8 @@ def test_hosts_file_entry_round_trip(tmp_path):
 
 
 def test_plan_says_what_dhcp_hands_out():
-    from tests.xmlgen import domain_xml, routed
     from vzlibvirt.domain_xml import parse_domain
+    from vzlibvirt.lab.domxml import domain_xml, routed
     from vzlibvirt.plan import describe_plan
 
     xml = domain_xml("vm1", driver="qemu", interfaces=[routed(

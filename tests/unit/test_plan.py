@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt.config import Config, parse_config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.entries import (
@@ -20,6 +19,7 @@ from vzlibvirt.entries import (
     RoutedPort6,
     entry_from_json,
 )
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.model import Driver, GuestIP, IPSource
 from vzlibvirt.plan import bridge_for, describe_plan
 from vzlibvirt.routed import routed_entries
