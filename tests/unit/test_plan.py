@@ -52,13 +52,14 @@ def test_ipv4_entries_exactly():
 
 def test_ipv6_entries_exactly():
     got = routed_entries("tap0", 9, gips("2001:db8:100::101"), UPLINK, Config())
+    settings = [("enp0s5", 2, "conf/enp0s5/proxy_ndp", "1"),
+                ("enp0s5", 2, "neigh/enp0s5/proxy_delay", "0"),
+                ("tap0", 9, "conf/tap0/disable_ipv6", "0"),
+                ("tap0", 9, "conf/tap0/accept_ra", "0"),
+                ("tap0", 9, "conf/tap0/forwarding", "1")]
     assert got == [
         HostSysctl("net/ipv6/conf/all/forwarding", "1"),
-        DeviceSysctl("enp0s5", 2, "net/ipv6/conf/enp0s5/proxy_ndp", "1"),
-        DeviceSysctl("enp0s5", 2, "net/ipv6/neigh/enp0s5/proxy_delay", "0"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/disable_ipv6", "0"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/accept_ra", "0"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/forwarding", "1"),
+        *(DeviceSysctl(dev, idx, f"net/ipv6/{key}", value) for dev, idx, key, value in settings),
         RoutedPort6("tap0", 9),
         LinkUp("tap0", 9),
         Address("tap0", 9, "fe80::1", 128),
