@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 def outer_resync(guests: int, rounds: int) -> dict:
-    from tests.nettopo import Topology
+    from vzlibvirt.lab.topology import Topology
 
-    topo = Topology(tag="bnch" + os.urandom(2).hex())
+    topo = Topology.throwaway(tag="bnch" + os.urandom(2).hex())
     try:
         topo.up()
         p = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
@@ -87,7 +87,6 @@ def inner(guests: int, rounds: int) -> int:
 
 
 def bench_set(rounds: int) -> dict:
-    from tests.e2e.test_live_changes import vz
     from vzlibvirt.lab.guests import Guest
     from vzlibvirt.lab.lab import Lab
     from vzlibvirt.lab.lock import lab_lock
@@ -104,16 +103,16 @@ def bench_set(rounds: int) -> dict:
             lab.start(g)
             for _ in range(rounds):
                 t0 = time.perf_counter()
-                r = vz(lab, "set", g.name, "--ipadd", ip)
+                r = lab.vz().run("set", g.name, "--ipadd", ip, timeout=120)
                 sets.append(time.perf_counter() - t0)
-                if r.returncode != 0:
+                if r.rc != 0:
                     raise SystemExit(r.stderr)
                 while lab.in_lan(["ping", "-c", "1", "-W", "0.05", "-n", ip],
                                  check=False).returncode != 0:
                     if time.perf_counter() - t0 > 10:
                         raise SystemExit("no reply within 10 s")
                 firsts.append(time.perf_counter() - t0)
-                if vz(lab, "set", g.name, "--ipdel", ip).returncode != 0:
+                if lab.vz().run("set", g.name, "--ipdel", ip).rc != 0:
                     raise SystemExit("ipdel failed")
         finally:
             lab.undefine(g)

@@ -8,35 +8,34 @@ entries the moment a device comes back up or gets its carrier back (an administr
 down flushes proxy entries; on Linux 6.1 a carrier loss does too), repairs drift every
 `[agent] resync_s` (resync.py), and follows libvirt's domain events (libvirt_events.py)
 for what no hook sees: hot-plugged interfaces, live metadata changes, guests that
-stopped without their hook. The state files stay the single source of truth: the agent keeps nothing
-that a crash or restart could lose.
+stopped without their hook. The state files stay the single source of truth: the agent
+keeps nothing that a crash or restart could lose.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import logging
 import os
-import signal
 import socket
 import struct
-import sys
 import threading
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
+from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
-from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
-from vzlibvirt.hookclient import decode, encode, recv_all
+from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
+from vzlibvirt.errors import EXIT_OK, VzError
+from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000  # carrier
-MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
+MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 NEW_DEVICE_GRACE_S = 0.3  # a starting guest's hook wires its device within this
 
@@ -58,26 +57,18 @@ class Agent:
         self._listener: socket.socket | None = None
         self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
         from vzlibvirt.netlink import Netlink
-        from vzlibvirt.wiring import load_plugins
 
-        load_plugins()
         self.resources = hookmod.Resources(config=config, netlink=Netlink())
 
     # lifecycle
     def acquire(self) -> None:
         """Refuse to run beside another agent of the same state dir."""
         self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.store.root / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AgentBusy(f"another agent (pid {other}) already serves {self.store.root}") \
-                from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+            self._lock_fd = singleton.hold(self.store.root / "agent.lock")
+        except singleton.AlreadyRunning as exc:
+            raise AgentBusy(f"another agent (pid {exc.pid}) already serves "
+                            f"{self.store.root}") from None
 
     def listen(self) -> None:
         path = self.socket_path
@@ -104,6 +95,9 @@ class Agent:
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
+        self.ra = None
+        if self.dhcp is not None:  # IPv6 routed VMs: router advertisements beside DHCP
+            self.ra = ra.start_in_thread(self.store, str(self.config.routed.gateway6))
         log.info("agent %d listening on %s (state %s)", os.getpid(), self.socket_path,
                  self.store.root)
         assert self._listener is not None
@@ -125,6 +119,8 @@ class Agent:
             self._listener.close()
 
     def close(self) -> None:
+        if getattr(self, "ra", None) is not None:
+            self.ra.stop()
         if getattr(self, "dhcp", None) is not None:
             self.dhcp.close()
         with contextlib.suppress(FileNotFoundError):
@@ -323,7 +319,7 @@ class Agent:
     def _unclaimed(self, dev: str) -> None:
         """A new veth that no hook has wired by now: maybe a container's hot-plugged
         interface (the LXC driver sends no device event)."""
-        if _ifindex(dev) is None:
+        if netdev.ifindex(dev) is None:
             return  # gone again (the container end of a veth moves into the container)
         with self.work:
             self.index.refresh()
@@ -355,7 +351,7 @@ class Agent:
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
                 if (dev, ifindex) not in devices:
                     continue
-                if any(_ifindex(name) == idx for name, idx in devices):
+                if any(netdev.ifindex(name) == idx for name, idx in devices):
                     if self.libvirt is not None:  # one interface detached: re-apply
                         self.libvirt.changed(record.driver, record.uuid)
                     continue
@@ -387,23 +383,17 @@ def main(argv: list[str]) -> int:
                         help="print a systemd unit for this installation and exit")
     args = parser.parse_args(argv)
     if args.print_unit:
-        exe = Path(sys.executable).with_name("vzlibvirt")
         unit = Path(__file__).with_name("data") / "vzlibvirt-agent.service"
-        print(unit.read_text().replace(
-            "@EXEC@", str(exe) if exe.exists() else f"{sys.executable} -m vzlibvirt"), end="")
+        print(unit.read_text().replace("@EXEC@", exec_command()), end="")
         return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format="vzlibvirt-agent: %(message)s")
-    try:
+
+    def start():
         agent = Agent(load_config(), args.socket)
         agent.acquire()
         agent.listen()
-    except VzError as exc:
-        print(exc.line(), file=sys.stderr)
-        return EXIT_REFUSED
-    signal.signal(signal.SIGTERM, agent.stop)
-    signal.signal(signal.SIGINT, agent.stop)
-    agent.serve_forever()
-    return EXIT_OK
+        return agent.serve_forever, agent.stop
+
+    return run_foreground("vzlibvirt-agent", start)
 
 
 def _kind(msg) -> str | None:
@@ -414,10 +404,3 @@ def _kind(msg) -> str | None:
 def _running(flags: int) -> bool:
     """Up and with carrier: losing either can lose our entries."""
     return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)
-
-
-def _ifindex(name: str) -> int | None:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "set": ("vzlibvirt.set_cli:main", "change a domain's IPs / mode, persistently and live"),
     "show": ("vzlibvirt.show_cli:main", "a domain's vz configuration and live wiring"),
     "agent": ("vzlibvirt.agent:main", "run the resident agent (fast hooks, re-publishing)"),
-    "dhcp": ("vzlibvirt.dnsmasq:main", "run and supervise dnsmasq for routed VMs' DHCP"),
+    "dhcp": ("vzlibvirt.dhcp_cli:main", "run and supervise dnsmasq for routed VMs' DHCP"),
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),
     "uninstall-hooks": ("vzlibvirt.hookinstall:uninstall_main", "remove our hook shims"),
     "bridge": ("vzlibvirt.bridge_admin:main", "bridge create NAME [--uplink DEV] | delete NAME"),

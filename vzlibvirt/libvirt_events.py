@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vzlibvirt import XMLNS
+from vzlibvirt.contract import XMLNS
 from vzlibvirt.config import driver_of
 
 log = logging.getLogger("vzlibvirt.events")

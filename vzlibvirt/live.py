@@ -11,16 +11,17 @@ for the agent.
 from __future__ import annotations
 
 import logging
-import socket
 from typing import TYPE_CHECKING
 
+from vzlibvirt import netdev
 from vzlibvirt.config import Config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.engine import Outcome, check_claims, unwire, wire
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 from vzlibvirt.model import Domain, Driver
 from vzlibvirt.state import StateStore
-from vzlibvirt.wiring import WireContext, load_plugins, plugin_for
+from vzlibvirt.modes import plugin_for
+from vzlibvirt.wiring import WireContext
 
 if TYPE_CHECKING:
     from vzlibvirt.netlink import Netlink
@@ -40,7 +41,6 @@ def check(data: bytes, driver: str, config: Config, store: StateStore, nl: Netli
     """Every rule the hook applies, without a change: the XML rules, IPs of other guests,
     and for a running domain the host-side resolve (host-owned addresses, an address a
     LAN host answers, devices)."""
-    load_plugins()
     domain = parse_live(data, driver, config)
     try:
         check_claims(domain, store)
@@ -80,7 +80,7 @@ def forget_if_gone(key: str, store: StateStore, nl: Netlink) -> Outcome | None:
     record = store.load(key)
     if record is None:
         return None
-    if any(_ifindex(i.host_dev) == i.ifindex for i in record.interfaces):
+    if any(netdev.ifindex(i.host_dev) == i.ifindex for i in record.interfaces):
         return None
     return unwire(key, store, nl)
 
@@ -130,9 +130,3 @@ def serve(op: str, driver: str, data: bytes, config: Config, store: StateStore,
     except VzError as exc:
         return EXIT_REFUSED, exc.line() + "\n"
 
-
-def _ifindex(name: str) -> int | None:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None

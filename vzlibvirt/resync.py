@@ -47,9 +47,7 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> 
     down, and the agent re-publishes the moment it comes back up.
     """
     from vzlibvirt.kernel_tables import KernelTables
-    from vzlibvirt.wiring import load_plugins
 
-    load_plugins()
     done = Pass()
     with store.locked():
         index = index or RecordIndex(store)

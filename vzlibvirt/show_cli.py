@@ -64,9 +64,7 @@ def wiring(config: Config, key: str) -> list[dict[str, Any]]:
     """The record's interfaces, each entry with whether the kernel holds it."""
     from vzlibvirt.netlink import Netlink
     from vzlibvirt.state import StateStore
-    from vzlibvirt.wiring import load_plugins
 
-    load_plugins()
     record = StateStore(config.state.dir).load(key)
     if record is None:
         return []

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from vzlibvirt import XMLNS
+from vzlibvirt.contract import XMLNS
 from vzlibvirt.addresses import AddressError, parse_mac
 from vzlibvirt.domain_xml import parse_domain, parse_xml_bytes
 from vzlibvirt.errors import VzError

@@ -7,30 +7,23 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
-from vzlibvirt import XMLNS
-from vzlibvirt.lab import daemon
+from vzlibvirt.contract import XMLNS
 from vzlibvirt.lab.guests import Guest
+from vzlibvirt.lab.runner import Result
 from vzlibvirt.lab.settings import HOST_IP4, NEIGH_DEV, X_IP4
 
 CT = Guest("ctlive", "ct", "52:54:00:aa:00:51", ("198.51.100.151",))
 NEW = "198.51.100.152"
 
 
-def vz(lab, *args: str) -> subprocess.CompletedProcess:
-    """The `vzlibvirt` command as an admin runs it on the lab host (its network and mount
-    namespace, the lab config)."""
-    anchor = daemon.read_pid(lab.paths, "virtlogd")
-    env = {"PATH": "/sbin:/usr/bin:/sbin:/bin:/usr/sbin", "HOME": "/root",
-           "VZLIBVIRT_CONFIG": str(lab.paths.config)}
-    return subprocess.run(["nsenter", "-t", str(anchor), "-m", "-n", sys.executable, "-m",
-                           "vzlibvirt", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+def vz(lab, *args: str) -> Result:
+    """The `vzlibvirt` command as an admin runs it on the lab host (the lab config)."""
+    return lab.vz().run(*args, timeout=120)
 
 
 class PingLoop:
@@ -61,7 +54,7 @@ def first_reply(lab, ip: str, limit: float = 5.0) -> float | None:
     """Seconds until Computer X gets an answer from IP (None: not within LIMIT)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
-        if lab.in_lan(["ping", "-c", "1", "-W", "0.2", "-n", ip], check=False).returncode == 0:
+        if lab.in_lan(["ping", "-c", "1", "-W", "0.2", "-n", ip], check=False).rc == 0:
             return time.monotonic() - t0
     return None
 
@@ -84,20 +77,20 @@ def test_set_ipadd_ipdel_on_a_running_container(lab, run_guests):
     loop = PingLoop(lab, CT.ips[0])
 
     r = vz(lab, "set", CT.name, "--ipadd", NEW, "--connect", lab.paths.uri("lxc"))
-    assert r.returncode == 0, r.stderr
-    assert "added 198.51.100.152" in r.stdout and "(applied)" in r.stdout
+    assert r.rc == 0, r.stderr
+    assert "added 198.51.100.152" in r.text and "(applied)" in r.text
     took = first_reply(lab, NEW)
     assert took is not None and took < 1.0, f"X reached {NEW} after {took} s"
     assert host_routes(lab).get(NEW) == dev
     assert (NEW, NEIGH_DEV) in proxies(lab)
     assert inside_addrs(lab, CT) == {CT.ips[0], NEW}
     assert lab.container_pid(CT) == pid, "the container was restarted"
-    shown = json.loads(vz(lab, "show", CT.name, "--json").stdout)
+    shown = json.loads(vz(lab, "show", CT.name, "--json").text)
     assert NEW in shown["live"][0]["ips"] and NEW in shown["config"][0]["ips"]
     assert all(e["present"] for w in shown["wiring"] for e in w["entries"])
 
     r = vz(lab, "set", CT.name, "--ipdel", NEW)
-    assert r.returncode == 0, r.stderr
+    assert r.rc == 0, r.stderr
     assert NEW not in host_routes(lab) and (NEW, NEIGH_DEV) not in proxies(lab)
     assert inside_addrs(lab, CT) == {CT.ips[0]}
     assert host_routes(lab).get(CT.ips[0]) == dev and (CT.ips[0], NEIGH_DEV) in proxies(lab)
@@ -107,7 +100,7 @@ def test_set_ipadd_ipdel_on_a_running_container(lab, run_guests):
     assert lab.container_pid(CT) == pid
 
     # persistent: added again, then a cold restart keeps it (libvirt sets it inside)
-    assert vz(lab, "set", CT.name, "--ipadd", NEW).returncode == 0
+    assert vz(lab, "set", CT.name, "--ipadd", NEW).rc == 0
     inactive = lab.virsh("lxc", "dumpxml", "--inactive", CT.name).stdout
     assert f"<ip address='{NEW}' family='ipv4' prefix='32' peer='169.254.0.1'/>" in inactive \
         or f"address='{NEW}'" in inactive
@@ -128,12 +121,12 @@ def test_set_on_a_running_vm_host_side(lab, run_guests):
     loop = PingLoop(lab, vm.ips[0])
 
     r = vz(lab, "set", vm.name, "--ipdel", vm.ips[1], "--connect", lab.paths.uri("qemu"))
-    assert r.returncode == 0, r.stderr
+    assert r.rc == 0, r.stderr
     assert vm.ips[1] not in host_routes(lab) and (vm.ips[1], NEIGH_DEV) not in proxies(lab)
     assert not lab.ping_from_x(vm.ips[1])
 
     r = vz(lab, "set", vm.name, "--ipadd", vm.ips[1])
-    assert r.returncode == 0, r.stderr
+    assert r.rc == 0, r.stderr
     took = first_reply(lab, vm.ips[1])
     assert took is not None and took < 1.0, f"X reached {vm.ips[1]} after {took} s"
     assert host_routes(lab).get(vm.ips[1]) == dev
@@ -153,7 +146,7 @@ def test_set_refusals_change_nothing(lab, run_guests):
                        (HOST_IP4.split("/")[0], "is an address of this host"),
                        (X_IP4, "already in use on the LAN")):
         r = vz(lab, "set", CT.name, "--ipadd", ip)
-        assert r.returncode == 1, (ip, r.stdout, r.stderr)
+        assert r.rc == 1, (ip, r.text, r.stderr)
         assert r.stderr.count("\n") == 1 and reason in r.stderr, r.stderr
         assert f"domain '{CT.name}'" in r.stderr and CT.mac in r.stderr
         assert domain_xmls(lab, CT) == xmls
@@ -209,7 +202,7 @@ def check_hotplug(lab, g: Guest, order: str) -> None:
         lab.virsh(g.driver, "attach-device", g.name, xml, "--live")
         t0 = time.monotonic()
         r = vz(lab, "set", g.name, "--iface", HOT_MAC, "--ipadd", HOT_IP)
-        assert r.returncode == 0, r.stderr
+        assert r.rc == 0, r.stderr
     assert wait_for(lambda: host_routes(lab).get(HOT_IP), 1.0, 0.02), \
         f"{g.name}: hot-plugged interface not wired within 1 s ({order})"
     wired_after = time.monotonic() - t0
@@ -270,7 +263,7 @@ def test_agent_follows_libvirtd_restart(lab, run_guests):
     assert wait_for(lambda: host_routes(lab).get(NEW), 2, 0.05), \
         "metadata event not applied after the reconnect"
     r = vz(lab, "set", CT.name, "--ipadd", "198.51.100.154")
-    assert r.returncode == 0, r.stderr
+    assert r.rc == 0, r.stderr
     assert host_routes(lab).get("198.51.100.154") == lab.host_dev(CT)
     assert wait_for(lambda: lab.ping_from_x("198.51.100.154"), 5)
 

@@ -47,7 +47,7 @@ def test_virt_install_then_set(lab, cleanup):
     assert IP not in host_routes(lab)  # not ours yet: libvirt left the tap alone
 
     r = vz(lab, "set", NAME, "--ipadd", IP, "--connect", lab.paths.uri("qemu"))
-    assert r.returncode == 0, r.stderr
+    assert r.rc == 0, r.stderr
     dev = host_routes(lab).get(IP)
     assert dev and dev.startswith("vnet") and (IP, NEIGH_DEV) in proxies(lab)
     assert wait_for(lambda: lab.ping_from_x(IP), 10), "the virt-installed VM is unreachable"

@@ -15,30 +15,32 @@ import time
 
 import pytest
 
-from tests.netns.test_agent import OPS, Agent, life
-from tests.nettopo import wait_for
-from tests.xmlgen import domain_xml, routed
+from tests.netns.test_agent import OPS, life
+from tests.netns.test_agent import start_agent as start_resident
+from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.resident import Resident
+from vzlibvirt.lab.sh import wait_for
 
 pytestmark = pytest.mark.netns
 IP = "198.51.100.101"
 
 
-def start_agent(topo, vz, resync_s: int = 0) -> Agent:
+def start_agent(topo, vz, resync_s: int = 0) -> Resident:
     """Shims installed and an agent that follows no libvirt (netlink events only)."""
     vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\nconnect = []\n'
                     f'resync_s = {resync_s}\n[routed]\nneighbour_devs = ["enp0s5"]\n')
     r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
                str(vz.config))
     assert r.rc == 0, r.stderr
-    return Agent(topo, vz)
+    return start_resident(topo, vz)
 
 
 @pytest.fixture
 def wired(topo, vz):
     """A routed guest wired through the shims, and a way to start the agent."""
-    agents: list[Agent] = []
+    agents: list[Resident] = []
 
-    def start(resync_s: int) -> Agent:
+    def start(resync_s: int) -> Resident:
         agent = start_agent(topo, vz, resync_s)
         agents.append(agent)
         g = topo.add_guest("ct1", [IP])
@@ -115,7 +117,8 @@ def test_agent_refuses_a_host_address_at_prepare(topo, vz):
 COMPARE = """
 import json, sys
 from vzlibvirt.kernel_tables import KernelTables
-from vzlibvirt.netlink import BulkView, Netlink
+from vzlibvirt.netlink import Netlink
+from vzlibvirt.netlink_bulk import BulkView
 with KernelTables() as kt, Netlink() as nl:
     bv = BulkView(nl)
     host = lambda s: sorted(x for x in s if x[1] in (32, 128))

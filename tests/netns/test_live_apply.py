@@ -8,17 +8,18 @@ import socket
 
 import pytest
 
-from tests.netns.test_agent import OPS, Agent, life
+from tests.netns.probes import host_snapshot
+from tests.netns.test_agent import OPS, life
 from tests.netns.test_drift import start_agent
-from tests.nettopo import host_snapshot
-from tests.xmlgen import domain_xml, routed
-from vzlibvirt.hookclient import decode, encode, recv_all
+from vzlibvirt.contract import decode, encode, recv_all
+from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.resident import Resident
 
 pytestmark = pytest.mark.netns
 MAC = "52:54:00:aa:00:01"
 
 
-def ask(agent: Agent, *fields: bytes) -> tuple[int, str]:
+def ask(agent: Resident, *fields: bytes) -> tuple[int, str]:
     s = socket.socket(socket.AF_UNIX)
     s.connect(str(agent.sock))
     s.sendall(encode(list(fields)))

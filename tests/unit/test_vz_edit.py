@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from tests.xmlgen import domain_xml, routed
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.config import Config, parse_config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.errors import ConfigError, VzError
