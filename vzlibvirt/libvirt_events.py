@@ -33,8 +33,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vzlibvirt.contract import XMLNS
 from vzlibvirt.config import driver_of
+from vzlibvirt.contract import XMLNS
 
 log = logging.getLogger("vzlibvirt.events")
 KEEPALIVE_S, KEEPALIVE_COUNT = 2, 3  # a dead libvirtd is noticed within ~6 s at worst

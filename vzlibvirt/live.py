@@ -19,8 +19,8 @@ from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.engine import Outcome, check_claims, unwire, wire
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 from vzlibvirt.model import Domain, Driver
-from vzlibvirt.state import StateStore
 from vzlibvirt.modes import plugin_for
+from vzlibvirt.state import StateStore
 from vzlibvirt.wiring import WireContext
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vzlibvirt.contract import XMLNS
 from vzlibvirt.config import Config, driver_of, load_config
+from vzlibvirt.contract import XMLNS
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
 from vzlibvirt.vz_edit import Change, Edit, current_metadata, plan_edit
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from vzlibvirt.contract import XMLNS
 from vzlibvirt.addresses import AddressError, parse_mac
+from vzlibvirt.contract import XMLNS
 from vzlibvirt.domain_xml import parse_domain, parse_xml_bytes
 from vzlibvirt.errors import VzError
 from vzlibvirt.model import Domain, Driver, IPAddress, Mode

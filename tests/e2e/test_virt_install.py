@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import require
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from tests.e2e.test_live_changes import vz
-from vzlibvirt.lab.settings import GATEWAY4, NEIGH_DEV
+from vzlibvirt.contract import GATEWAY4
+from vzlibvirt.lab.settings import NEIGH_DEV
 
 NAME, MAC, IP = "vivm", "52:54:00:bb:00:71", "198.51.100.171"
 

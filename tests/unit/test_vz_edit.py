@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.config import Config, parse_config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.errors import ConfigError, VzError
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.vz_edit import Change, current_metadata, plan_edit
 
 GW = Config().gateways
