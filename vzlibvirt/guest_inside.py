@@ -49,9 +49,10 @@ def set_addresses(netns_fd: int, mac: str, add: Iterable[str], remove: Iterable[
             libc = ctypes.CDLL(None, use_errno=True)
             if libc.setns(netns_fd, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns into the container failed")
-            from vzlibvirt.netlink import IFA_F_NODAD, AddrSpec, Netlink
+            from vzlibvirt.netlink import IFA_F_NODAD
+            from vzlibvirt.netlink_admin import AddrSpec, BridgeNetlink
 
-            with Netlink() as nl:
+            with BridgeNetlink() as nl:  # its addr_add_spec sets scope and flags
                 link = next((ln for ln in nl.links() if (ln.mac or "").lower() == mac), None)
                 if link is None:
                     raise HostError(f"the container has no device with MAC {mac}")

@@ -54,7 +54,7 @@ def first_reply(lab, ip: str, limit: float = 5.0) -> float | None:
     """Seconds until Computer X gets an answer from IP (None: not within LIMIT)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
-        if lab.in_lan(["ping", "-c", "1", "-W", "0.2", "-n", ip], check=False).rc == 0:
+        if lab.in_lan(["ping", "-c", "1", "-W", "0.2", "-n", ip], check=False).returncode == 0:
             return time.monotonic() - t0
     return None
 

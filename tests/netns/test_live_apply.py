@@ -66,3 +66,25 @@ def test_apply_adds_and_removes_exactly_the_difference(topo, vz):
         assert ask(agent, b"apply", b"qemu-not", xml())[0] == 1
     finally:
         agent.stop()
+
+
+def test_addresses_inside_a_guest_namespace(topo):
+    """`set`'s in-container step: the address goes on the device with the guest's MAC
+    inside its namespace (entered by a thread only), and comes off again."""
+    import os
+
+    from vzlibvirt.guest_inside import set_addresses
+
+    g = topo.add_guest("ct1", ["198.51.100.101"])
+    fd = os.open(f"/run/netns/{g.ns}", os.O_RDONLY)
+    try:
+        set_addresses(fd, g.mac, ["198.51.100.150", "2001:db8:100::150"], [])
+        out = topo.ip(g.ns, "-o", "addr", "show", "dev", g.guest_dev, "scope", "global")
+        assert "198.51.100.150/32" in out and "2001:db8:100::150/128" in out, out
+        assert "198.51.100.101/32" in out  # the guest's own address untouched
+        set_addresses(fd, g.mac, [], ["198.51.100.150"])
+        out = topo.ip(g.ns, "-o", "addr", "show", "dev", g.guest_dev, "scope", "global")
+        assert "198.51.100.150" not in out and "2001:db8:100::150/128" in out, out
+        assert "198.51.100.101/32" in out
+    finally:
+        os.close(fd)
