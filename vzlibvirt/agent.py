@@ -4,9 +4,12 @@ Why: libvirt runs the hook synchronously five times per guest life, and a Python
 process that imports lxml and pyroute2 costs ~200 ms per call; the agent imports them
 once, and the hook's thin client (hookclient.py) hands it the call over a root-only
 UNIX socket. It also watches netlink link events and re-publishes our
-entries the moment a device comes back up (an administrative down flushes proxy
-entries). The state files stay the single source of truth: the agent keeps nothing
-that a crash or restart could lose.
+entries the moment a device comes back up or gets its carrier back (an administrative
+down flushes proxy entries; on Linux 6.1 a carrier loss does too), repairs drift every
+`[agent] resync_s` (resync.py), and follows libvirt's domain events (libvirt_events.py)
+for what no hook sees: hot-plugged interfaces, live metadata changes, guests that
+stopped without their hook. The state files stay the single source of truth: the agent
+keeps nothing that a crash or restart could lose.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # carrier
 MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
+NEW_DEVICE_GRACE_S = 0.3  # a starting guest's hook wires its device within this
 
 
 class AgentBusy(VzError):
@@ -50,6 +55,7 @@ class Agent:
         self._config_mtime = self._mtime()
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
+        self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
         from vzlibvirt.netlink import Netlink
 
         self.resources = hookmod.Resources(config=config, netlink=Netlink())
@@ -83,6 +89,9 @@ class Agent:
         threading.Thread(target=self._watch_events, name="netlink-events", daemon=True).start()
         self.index.refresh()  # before the first event can ask for it
         threading.Thread(target=self._keep_index_warm, name="index", daemon=True).start()
+        if self.config.agent.resync_s:
+            threading.Thread(target=self._resync_forever, name="resync", daemon=True).start()
+        self.libvirt = self._follow_libvirt()
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
@@ -141,6 +150,9 @@ class Agent:
     def handle(self, fields: list[bytes]) -> list[bytes]:
         if fields[:1] == [b"ping"]:
             return [b"0", b"", b"pong"]
+        if fields[:1] in ([b"check"], [b"check-stopped"], [b"apply"]) and len(fields) == 3:
+            return self.serve_live(fields[0].decode(), fields[1].decode(errors="replace"),
+                                   fields[2])
         if len(fields) < 3 or fields[0] != b"hook":
             return [b"2", b"vzlibvirt: unknown agent request\n", b""]
         env = dict(kv.decode(errors="replace").partition("=")[::2]
@@ -172,15 +184,92 @@ class Agent:
         self._config_mtime = mtime
         self.resources.config = self.config
 
+    def serve_live(self, op: str, driver: str, data: bytes) -> list[bytes]:
+        """`vzlibvirt set` asks: check a domain's new XML, or apply its live XML."""
+        from vzlibvirt import live
+
+        with self.work:
+            self._refresh_config()
+            rc, err = live.serve(op, driver, data, self.config, self.store,
+                                 self.resources.netlink)
+        for line in err.splitlines():
+            log.info("%s: %s", op, line)
+        return [str(rc).encode(), err.encode(), b""]
+
+    # libvirt events (never called from a hook request: see libvirt_events.py)
+    def _follow_libvirt(self):
+        if not self.config.agent.connect:
+            return None
+        from vzlibvirt.libvirt_events import Handlers, LibvirtEvents
+
+        events = LibvirtEvents(self.config.agent.connect, Handlers(
+            apply=self._event_apply, stopped=self._event_stopped,
+            reconcile=self._event_reconcile), self.stopping)
+        events.start()
+        return events
+
+    def _event_apply(self, driver: str, data: bytes) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            try:
+                outcome = live.apply(data, driver, self.config, self.store,
+                                     self.resources.netlink)
+            except VzError as exc:  # refused by the rules: applied not at all
+                log.error("%s", exc.line())
+                return
+        if outcome is not None:
+            for line in outcome.removed:
+                log.info("live change: removed %s", line)
+
+    def _event_stopped(self, key: str) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            try:
+                outcome = live.forget_if_gone(key, self.store, self.resources.netlink)
+            except VzError as exc:
+                log.error("%s", exc.line())
+                return
+        if outcome is not None:
+            log.info("%s stopped: removed %d entries", key, len(outcome.removed))
+
+    def _event_reconcile(self, driver: str, xmls: list[bytes]) -> None:
+        from vzlibvirt import live
+
+        with self.work:
+            lines = live.reconcile_driver(driver, xmls, self.config, self.store,
+                                          self.resources.netlink)
+        log.info("reconciled %d running %s domains (%d changes)", len(xmls), driver,
+                 len(lines))
+        for line in lines:
+            log.info("%s", line)
+
+    # drift repair
+    def _resync_forever(self) -> None:
+        while not self.stopping.wait(self.config.agent.resync_s):
+            try:
+                self.resync()
+            except Exception as exc:  # never let the repair loop die
+                log.error("resync: %s: %s", type(exc).__name__, exc)
+
+    def resync(self):
+        from vzlibvirt.resync import resync
+
+        with self.work:
+            return resync(self.store, self.resources.netlink, self.index)
+
     # netlink events
     def _watch_events(self) -> None:
-        """Re-publish on a device that comes back up after being down.
+        """Re-publish on a device that comes back up, or gets its carrier back.
 
         An administrative down flushes the device's proxy entries (and IPv4 routes and
-        IPv6 addresses through it); carrier loss and address changes do not touch our
-        entries, so only up-again transitions matter. A device seen up for the first time
-        is new (a guest starting): its hook is wiring it, and the agent stays out of the
-        way, so starting guests costs no event work however many guests the host has.
+        IPv6 addresses through it); Linux before 6.6 (Debian 12's 6.1) flushes proxy
+        entries on a carrier loss as well, so both up-again transitions (IFF_UP and
+        IFF_LOWER_UP) matter; address changes do not touch our entries. A device seen up
+        for the first time is new (a guest starting): its hook is wiring it, and the agent
+        stays out of the way, so starting guests costs no event work however many guests
+        the host has.
         """
         from pyroute2 import IPRoute
 
@@ -189,7 +278,7 @@ class Agent:
         with IPRoute() as ipr:
             ipr.bind(groups=0x1)  # RTMGRP_LINK
             for msg in ipr.get_links():
-                up[msg["index"]] = bool(msg["flags"] & IFF_UP)
+                up[msg["index"]] = _running(msg["flags"])
                 if up[msg["index"]]:
                     ever_up.add(msg["index"])
             while not self.stopping.is_set():
@@ -200,6 +289,7 @@ class Agent:
                     continue
                 devs: set[str] = set()
                 gone: list[tuple[str, int]] = []
+                new: list[str] = []
                 for msg in msgs:
                     index = msg.get("index")
                     if msg.get("event") == "RTM_DELLINK":
@@ -207,7 +297,9 @@ class Agent:
                         ever_up.discard(index)
                         gone.append((msg.get_attr("IFLA_IFNAME"), index))
                     elif msg.get("event") == "RTM_NEWLINK":
-                        is_up = bool(msg["flags"] & IFF_UP)
+                        if index not in up and _kind(msg) == "veth":
+                            new.append(msg.get_attr("IFLA_IFNAME"))
+                        is_up = _running(msg["flags"])
                         if is_up and up.get(index) is False and index in ever_up:
                             devs.add(msg.get_attr("IFLA_IFNAME"))
                         up[index] = is_up
@@ -218,6 +310,22 @@ class Agent:
                 for dev, index in gone:
                     if dev:
                         self.forget_guest_device(dev, index)
+                for dev in new:
+                    if dev and self.libvirt is not None:
+                        timer = threading.Timer(NEW_DEVICE_GRACE_S, self._unclaimed, (dev,))
+                        timer.daemon = True
+                        timer.start()
+
+    def _unclaimed(self, dev: str) -> None:
+        """A new veth that no hook has wired by now: maybe a container's hot-plugged
+        interface (the LXC driver sends no device event)."""
+        if netdev.ifindex(dev) is None:
+            return  # gone again (the container end of a veth moves into the container)
+        with self.work:
+            self.index.refresh()
+            claimed = bool(self.index.records_for(dev))
+        if not claimed:
+            self.libvirt.owner_of(dev)
 
     def _keep_index_warm(self) -> None:
         """Parse new state records in the background (a few ms at 1,000 guests), so that
@@ -241,8 +349,11 @@ class Agent:
             self.index.refresh()
             for record in self.index.records_for(dev):
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
-                if (dev, ifindex) not in devices or any(
-                        netdev.ifindex(name) == idx for name, idx in devices):
+                if (dev, ifindex) not in devices:
+                    continue
+                if any(netdev.ifindex(name) == idx for name, idx in devices):
+                    if self.libvirt is not None:  # one interface detached: re-apply
+                        self.libvirt.changed(record.driver, record.uuid)
                     continue
                 try:
                     outcome = unwire(record.key, self.store, self.resources.netlink)
@@ -283,3 +394,13 @@ def main(argv: list[str]) -> int:
         return agent.serve_forever, agent.stop
 
     return run_foreground("vzlibvirt-agent", start)
+
+
+def _kind(msg) -> str | None:
+    info = msg.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _running(flags: int) -> bool:
+    """Up and with carrier: losing either can lose our entries."""
+    return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)

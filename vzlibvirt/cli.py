@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("vzlibvirt.plan_cli:main", "dry run: validate a domain XML, print the plan"),
     "status": ("vzlibvirt.status:main", "show wired interfaces and whether each entry is there"),
     "reconcile": ("vzlibvirt.reconcile:main", "re-wire running domains, clean up gone ones"),
+    "set": ("vzlibvirt.set_cli:main", "change a domain's IPs / mode, persistently and live"),
+    "show": ("vzlibvirt.show_cli:main", "a domain's vz configuration and live wiring"),
     "agent": ("vzlibvirt.agent:main", "run the resident agent (fast hooks, re-publishing)"),
     "dhcp": ("vzlibvirt.dhcp_cli:main", "run and supervise dnsmasq for routed VMs' DHCP"),
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),

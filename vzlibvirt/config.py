@@ -40,9 +40,14 @@ class StateConfig:
     dir: Path = Path(contract.DEFAULT_STATE_DIR)
 
 
+DEFAULT_URIS = contract.DEFAULT_URIS
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     socket: Path = Path(contract.DEFAULT_SOCKET)
+    connect: tuple[str, ...] = DEFAULT_URIS  # libvirt URIs whose events the agent follows
+    resync_s: int = 10  # period of the drift repair pass; 0 turns it off
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,14 @@ def _typed(section: dict[str, Any], name: str, key: str, kind: type) -> Any:
     return value
 
 
+def _seconds(section: dict[str, Any], name: str, key: str, lo: int, hi: int,
+             low_text: str = "") -> int:
+    secs = _typed(section, name, key, int)
+    if not lo <= secs <= hi:
+        raise ValueError(f"'{name}.{key}' must be between {low_text or lo} and {hi} seconds")
+    return secs
+
+
 def _routed(section: dict[str, Any], name: str) -> RoutedConfig:
     _check_keys(section, name, RoutedConfig)
     kw: dict[str, Any] = {}
@@ -185,14 +198,36 @@ def _state(section: dict[str, Any], name: str) -> StateConfig:
     return StateConfig(dir=path)
 
 
+def driver_of(uri: str) -> str:
+    """The domain driver a libvirt URI talks to (qemu or lxc); anything else is refused."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme.split("+")[0] if uri.isprintable() else ""
+    if scheme not in ("qemu", "lxc"):
+        raise ValueError(f"unsupported connection URI {uri!r} (qemu:// or lxc://)")
+    return scheme
+
+
 def _agent(section: dict[str, Any], name: str) -> AgentConfig:
     _check_keys(section, name, AgentConfig)
-    if "socket" not in section:
-        return AgentConfig()
-    path = Path(_typed(section, name, "socket", str))
-    if not path.is_absolute():
-        raise ValueError(f"'{name}.socket' must be an absolute path")
-    return AgentConfig(socket=path)
+    kw: dict[str, Any] = {}
+    if "socket" in section:
+        path = Path(_typed(section, name, "socket", str))
+        if not path.is_absolute():
+            raise ValueError(f"'{name}.socket' must be an absolute path")
+        kw["socket"] = path
+    if "connect" in section:
+        value = section["connect"]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"'{name}.connect' must be a list of libvirt URIs")
+        for uri in value:
+            driver_of(uri)
+        if len(set(value)) != len(value):
+            raise ValueError(f"'{name}.connect' names a URI twice")
+        kw["connect"] = tuple(value)
+    if "resync_s" in section:
+        kw["resync_s"] = _seconds(section, name, "resync_s", 0, 86_400, "0 (off)")
+    return AgentConfig(**kw)
 
 
 def _dhcp(section: dict[str, Any], name: str) -> DhcpConfig:
@@ -207,11 +242,8 @@ def _dhcp(section: dict[str, Any], name: str) -> DhcpConfig:
             raise ValueError(f"'{name}.interface' must be an interface name pattern "
                              f"(letters, digits, '.', '_', '-', '*'; at most 15)")
         kw["interface"] = text
-    if "lease_time" in section:
-        secs = _typed(section, name, "lease_time", int)
-        if not 120 <= secs <= 31_536_000:  # dnsmasq's minimum is two minutes
-            raise ValueError(f"'{name}.lease_time' must be between 120 and 31536000 seconds")
-        kw["lease_time"] = secs
+    if "lease_time" in section:  # dnsmasq's minimum is two minutes
+        kw["lease_time"] = _seconds(section, name, "lease_time", 120, 31_536_000)
     if "dns_servers" in section:
         value = section["dns_servers"]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -36,6 +36,7 @@ CONFIG_ENV = "VZLIBVIRT_CONFIG"
 DEFAULT_CONFIG = "/etc/vzlibvirt/vzlibvirt.toml"
 DEFAULT_STATE_DIR = "/run/vzlibvirt"  # a tmpfs: the kernel entries it describes die with a reboot
 DEFAULT_SOCKET = f"{DEFAULT_STATE_DIR}/agent.sock"
+DEFAULT_URIS = ("qemu:///system", "lxc:///system")  # [agent] connect, reconcile, set
 GATEWAY4 = "169.254.0.1"
 GATEWAY6 = "fe80::1"
 XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"

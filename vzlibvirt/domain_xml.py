@@ -74,8 +74,13 @@ def parse_domain(
     driver: Driver | None = None,
     gateways: tuple[IPAddress, ...] = DEFAULT_GATEWAYS,
     require_uuid: bool = False,
+    unplugged_ok: bool = False,
 ) -> Domain:
-    """The Domain that `data` (libvirt's domain XML) describes, or a VzError."""
+    """The Domain that `data` (libvirt's domain XML) describes, or a VzError.
+
+    `unplugged_ok`: a `<vz:interface>` whose MAC matches no device is skipped instead of
+    refused: the agent's view of a running guest, whose metadata may name an interface
+    before it is hot-plugged or after it was detached."""
     root = parse_xml_bytes(data)
     if root.tag != "domain":
         raise VzError(f"expected a <domain> document, got <{_local(root.tag)}>")
@@ -83,13 +88,15 @@ def parse_domain(
     if not name:
         raise VzError("domain XML has no <name>")
     try:
-        return _DomainParser(root, name, driver, gateways, require_uuid).parse()
+        return _DomainParser(root, name, driver, gateways, require_uuid,
+                             unplugged_ok).parse()
     except VzError as exc:
         raise exc.with_context(domain=name) from None
 
 
 class _DomainParser:
-    def __init__(self, root, name, driver, gateways, require_uuid):
+    def __init__(self, root, name, driver, gateways, require_uuid, unplugged_ok=False):
+        self.unplugged_ok = unplugged_ok
         self.root = root
         self.name = name
         self.forced_driver = driver
@@ -178,7 +185,7 @@ class _DomainParser:
             except VzError as exc:
                 raise exc.with_context(mac=mac or f"#{index}") from None
         for mac in vz:
-            if mac not in by_mac:
+            if mac not in by_mac and not self.unplugged_ok:
                 raise VzError("<vz:interface> matches no device <interface>", mac=mac)
         return tuple(result)
 

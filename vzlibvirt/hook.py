@@ -161,6 +161,10 @@ class DomainHook:
             from vzlibvirt.bridged_checks import check_bridges_exist
 
             check_bridges_exist(domain, self.config)
+            if self.resources.netlink is not None:  # the agent: netlink costs nothing here
+                from vzlibvirt.routed import refuse_host_owned
+
+                refuse_host_owned(domain, self.resources.netlink)
 
     def started(self, data: bytes) -> None:
         key = self._quick_key(data)

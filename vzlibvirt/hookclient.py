@@ -28,6 +28,13 @@ from vzlibvirt.contract import (  # noqa: E402  (stdlib only, imports nothing el
 
 def ask_agent(path, argv, data):
     """The agent's (rc, stderr, stdout), or None when no agent listens at `path`."""
+    env = b"\0".join(f"{k}={os.environ[k]}".encode() for k in FORWARDED_ENV
+                     if k in os.environ)
+    return request(path, [b"hook", env, *[a.encode() for a in argv], data])
+
+
+def request(path, fields):
+    """One request to the agent: its (rc, stderr, stdout), or None when none listens."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(CLIENT_TIMEOUT_S)
@@ -35,9 +42,7 @@ def ask_agent(path, argv, data):
             sock.connect(path)
         except OSError:
             return None
-        env = b"\0".join(f"{k}={os.environ[k]}".encode() for k in FORWARDED_ENV
-                         if k in os.environ)
-        sock.sendall(encode([b"hook", env, *[a.encode() for a in argv], data]))
+        sock.sendall(encode(fields))
         sock.shutdown(_socket.SHUT_WR)
         rc, err, out = decode(recv_all(sock))
         return int(rc), err, out

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from vzlibvirt.config import Config, load_config
+from vzlibvirt.config import DEFAULT_URIS, Config, load_config
+from vzlibvirt.config import driver_of as _driver_of
 from vzlibvirt.contract import key_driver
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
-
-DEFAULT_URIS = ("qemu:///system", "lxc:///system")
 
 
 @dataclass
@@ -41,10 +39,10 @@ class Report:
 
 
 def driver_of(uri: str) -> str:
-    scheme = urlsplit(uri).scheme.split("+")[0]
-    if scheme not in ("qemu", "lxc"):
-        raise VzError(f"unsupported connection URI {uri!r} (qemu:// or lxc://)")
-    return scheme
+    try:
+        return _driver_of(uri)
+    except ValueError as exc:
+        raise VzError(str(exc)) from None
 
 
 def running_domains(uri: str) -> list[bytes]:

@@ -164,10 +164,7 @@ class RoutedWiring(InterfaceWiring):
 
     @staticmethod
     def _refuse_host_owned(ctx: WireContext, ip: str) -> None:
-        """A local route means the host itself owns the address."""
-        route = ctx.nl.route_get(ip)
-        if route is not None and route.type == RTN_LOCAL:
-            raise ConflictError(f"IP {ip} is an address of this host")
+        _refuse_host_owned_ip(ctx.nl, ip)
 
     def _neighbours(self, ctx: WireContext, iface: Interface, own_index: int,
                     previous: InterfaceRecord | None) -> list[tuple[str, int]]:
@@ -223,4 +220,22 @@ class RoutedWiring(InterfaceWiring):
         if not out:
             raise VzError("no neighbour device found (routed.neighbour_devs = \"all\")")
         return out
+
+
+def _refuse_host_owned_ip(nl, ip: str) -> None:
+    """A local route means the host itself owns the address."""
+    route = nl.route_get(ip)
+    if route is not None and route.type == RTN_LOCAL:
+        raise ConflictError(f"IP {ip} is an address of this host")
+
+
+def refuse_host_owned(domain, nl) -> None:
+    """At `prepare` in the agent (netlink already loaded): refuse a host address before
+    libvirt creates the guest, rather than at `started`."""
+    for iface in domain.routed_interfaces:
+        for gip in iface.ips:
+            try:
+                _refuse_host_owned_ip(nl, str(gip.address))
+            except ConflictError as exc:
+                raise exc.with_context(domain=domain.name, mac=iface.label) from None
 

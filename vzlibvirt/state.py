@@ -262,5 +262,8 @@ class RecordIndex:
                 current[key] = (mtime, record, devs)
         self._seen = current
 
+    def all(self) -> list[DomainRecord]:
+        return [rec for _, rec, _ in self._seen.values()]
+
     def records_for(self, dev: str) -> list[DomainRecord]:
         return [rec for _, rec, devs in self._seen.values() if dev in devs]

@@ -36,6 +36,7 @@ def start_agent(topo, vz, sock: Path | None = None, **env: str) -> Resident:
 def shimmed(topo, vz):
     """vz with [agent] socket in its root and shims installed in a private hooks dir."""
     vz.write_config(f'[agent]\nsocket = "{vz.root / "agent.sock"}"\n'
+                    'connect = []\nresync_s = 0\n'  # netlink events only: no libvirt
                     '[routed]\nneighbour_devs = ["enp0s5"]\n')
     r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
                str(vz.config))
@@ -142,7 +143,7 @@ def test_socket_refuses_non_root(topo, vz, tmp_path_factory):
     sockdir = Path(tempfile.mkdtemp(prefix="vzt-sock-"))
     try:
         sockdir.chmod(0o755)  # traversable, so only the socket's own checks stand
-        vz.write_config(f'[agent]\nsocket = "{sockdir / "agent.sock"}"\n')
+        vz.write_config(f'[agent]\nsocket = "{sockdir / "agent.sock"}"\nconnect = []\n')
         agent = start_agent(topo, vz, sock=sockdir / "agent.sock")
         try:
             assert oct(agent.sock.stat().st_mode & 0o777) == "0o600"

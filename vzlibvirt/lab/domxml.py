@@ -37,13 +37,16 @@ def lxc_boot(rootfs: Path) -> Boot:
     )
 
 
-def kernel_boot(kernel: Path, initrd: Path, cmdline: str, console: Path) -> Boot:
-    """A VM booted directly from kernel + initramfs, its serial console into a file."""
+def kernel_boot(kernel: Path, initrd: Path, cmdline: str, console: Path, *,
+                acpi: bool = False) -> Boot:
+    """A VM booted directly from kernel + initramfs, its serial console into a file;
+    `acpi` for PCI hot-plug."""
     return Boot(
         256,
         "<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type>"
         f"<kernel>{kernel}</kernel><initrd>{initrd}</initrd><cmdline>{cmdline}</cmdline>"
-        "</os><on_reboot>destroy</on_reboot>",
+        "</os>" + ("<features><acpi/></features>" if acpi else "")
+        + "<on_reboot>destroy</on_reboot>",
         "<emulator>/usr/bin/qemu-system-x86_64</emulator>",
         f"<serial type='file'><source path={q(str(console))}/><target port='0'/></serial>"
         "<memballoon model='none'/>",

@@ -27,6 +27,7 @@ class Guest:
     vz_attrs: dict[str, str] = field(default_factory=dict)  # e.g. filter, bridge
     dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
     source_bridge: str = ""  # VM: <interface type='bridge'> (libvirt plugs it), not ethernet
+    hotplug_ips: tuple[str, ...] = ()  # VM: IPs its init sets on a hot-plugged eth1 (ACPI on)
 
     @property
     def driver(self) -> str:
@@ -99,6 +100,10 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
         net = f"vzip={','.join(f'{ip}/{LAN_PREFIX4}' for ip in g.v4)} vzgw={LAN_GATEWAY4}"
     else:
         net = f"vzip={','.join(g.ips)} vzgw={GATEWAY4}"
-    boot = kernel_boot(kernel, initrd, f"console=ttyS0 quiet panic=-1 {net}", console)
+    if g.hotplug_ips:
+        net += f" vzip1={','.join(g.hotplug_ips)}"
+    # PCI hot-plug needs ACPI (without it QEMU's pci.0 refuses device_add)
+    boot = kernel_boot(kernel, initrd, f"console=ttyS0 quiet panic=-1 {net}", console,
+                       acpi=bool(g.hotplug_ips))
     return domain_xml(g.name, driver="kvm" if kvm else "qemu", interfaces=[_interface(g)],
                       hook=False, boot=boot)

@@ -88,6 +88,23 @@ else
   ip -6 route add default via $GW6 dev eth0 2>/dev/null
 fi
 echo "VZLAB-READY ips=$IPS"
+# A hot-plugged second NIC (vzip1=A[,B]): configured as eth1 the moment it appears, with
+# its own table so replies leave through the device the host routes the address to.
+for w in $(cat /proc/cmdline); do case $w in vzip1=*) IPS1=${w#vzip1=};; esac; done
+if [ -n "$IPS1" ]; then
+  ( while :; do
+      if [ -e /sys/class/net/eth1 ] && ! ip -o addr show dev eth1 | grep -q inet; then
+        ip link set eth1 up
+        for a in $(echo "$IPS1" | tr , ' '); do
+          ip addr add $a/32 dev eth1; ip rule add from $a table 101
+        done
+        ip route add $GW dev eth1 scope link table 101
+        ip route add default via $GW dev eth1 table 101
+        echo "VZLAB-ETH1 $IPS1"
+      fi
+      sleep 0.1
+    done ) &
+fi
 n=0
 while :; do
   n=$((n+1))

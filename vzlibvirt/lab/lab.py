@@ -49,6 +49,8 @@ enable = true                 # the agent runs dnsmasq for routed VMs (docs/dhcp
 
 [agent]
 socket = "{agent_socket}"
+connect = ["{qemu_uri}", "{lxc_uri}"]   # the lab daemon's socket
+resync_s = 3                  # drift repaired within 3 s (the e2e tests measure it)
 """
 
 REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "libvirtd", "virtlogd", "virsh", "ping",
@@ -137,7 +139,8 @@ class Lab:
                            .glob("*")) if c.is_dir() and not (c / "machine").exists()]
         rec.save(p.record)
         p.config.write_text(TOML.format(neigh_dev=S.NEIGH_DEV, state=p.state,
-                                         agent_socket=lab_agent.socket_path(p)))
+                                         agent_socket=lab_agent.socket_path(p),
+                                         qemu_uri=p.uri("qemu"), lxc_uri=p.uri("lxc")))
         progress(f"bridge {S.BRIDGE} over {S.UPLINK} (vzlibvirt bridge create)")
         self.bridge("create", S.BRIDGE, "--uplink", S.UPLINK, python=python)
         daemon.write_configs(p)

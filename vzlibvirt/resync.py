@@ -1,0 +1,113 @@
+"""The agent's periodic drift repair (`[agent] resync_s`): every recorded entry that the
+kernel no longer holds is put back, one log line per repair.
+
+Why: link events do not cover every loss. `ip neigh flush proxy`, a netplan or
+ifupdown run, or a kernel that flushes proxy entries on carrier loss without telling
+anyone (Debian 12's 6.1, docs/reliability.md) leave a routed guest off the LAN with no
+event to react to. A pass reads each kernel table once (kernel_tables.py: one raw dump
+of the host routes, host-prefix addresses and proxy entries), so it costs a few dumps
+however many guests there are, and writes nothing when nothing is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vzlibvirt.entries import Address, Entry, LinkUp, ProxyNeighbour, Route
+from vzlibvirt.state import DomainRecord, RecordIndex, StateStore
+
+if TYPE_CHECKING:
+    from vzlibvirt.netlink import Netlink
+
+log = logging.getLogger("vzlibvirt.resync")
+# Compared: routes, proxy entries, addresses (kernel tables a dump answers); a guest
+# device's up state is restored with them. Settings (sysctls) are not dropped by the
+# events above, and re-wiring the rest is `reconcile`'s job.
+
+
+@dataclass
+class Pass:
+    """What one pass saw and did."""
+
+    checked: int = 0
+    repaired: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> Pass:
+    """Compare every wired record's entries with the kernel and re-add what is missing.
+
+    Entries on a device that no longer has the recorded ifindex are skipped (the device
+    went away with its entries; the guest's stop or `reconcile` deals with that). A
+    missing entry on a device that is down is re-added only when the record also brings
+    that device up (a guest's own device); a neighbour device someone took down is left
+    down, and the agent re-publishes the moment it comes back up.
+    """
+    from vzlibvirt.kernel_tables import KernelTables
+
+    done = Pass()
+    with store.locked():
+        index = index or RecordIndex(store)
+        index.refresh()
+        records = [r for r in index.all() if r.phase == "wired"]
+        if not records:
+            return done
+        names = dict(socket.if_nameindex())
+        missing: list[tuple[DomainRecord, Entry]] = []
+        with KernelTables() as kt:
+            for record in records:
+                for entry in record.owned_entries():
+                    present = _present(entry, kt)
+                    if present is None:
+                        continue
+                    done.checked += 1
+                    if not present and names.get(entry.ifindex) == entry.dev:
+                        missing.append((record, entry))
+        if missing:
+            with nl.transaction():
+                _repair_all(missing, nl, done)
+    return done
+
+
+def _present(entry: Entry, kt) -> bool | None:
+    """Presence from the dumps; None for kinds the pass does not compare."""
+    if isinstance(entry, Route):
+        return (entry.dst, entry.prefixlen, entry.ifindex) in kt.routes()
+    if isinstance(entry, ProxyNeighbour):
+        return (entry.dst, entry.ifindex) in kt.proxies()
+    if isinstance(entry, Address):
+        return (entry.ifindex, entry.address, entry.prefixlen) in kt.addresses()
+    return None
+
+
+def _repair_all(missing: list, nl, done: Pass) -> None:
+    raised: set[int] = set()
+    for record, entry in missing:
+        link = nl.link_by_index(entry.ifindex)
+        if link is None:
+            continue
+        if not link.up and entry.ifindex not in raised:
+            link_up = LinkUp(entry.dev, entry.ifindex)
+            if link_up not in record.owned_entries():
+                continue  # not a device of ours: its up-again event re-publishes
+            _repair(record.name, link_up, nl, done)
+            raised.add(entry.ifindex)
+        _repair(record.name, entry, nl, done)
+
+
+def _repair(name: str, entry, nl, done: Pass) -> None:
+    from vzlibvirt.netlink import error_text
+
+    try:
+        entry.add(nl)
+    except Exception as exc:  # one entry's failure must not stop the pass
+        line = f"{name}: could not re-add {entry.describe()}: {error_text(exc)}"
+        done.failed.append(line)
+        log.warning("resync: %s", line)
+        return
+    line = f"{name}: re-added {entry.describe()}"
+    done.repaired.append(line)
+    log.info("resync: %s", line)
