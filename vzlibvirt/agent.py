@@ -24,6 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
+from vzlibvirt import MAX_XML_BYTES
 from vzlibvirt import hook as hookmod
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
@@ -32,7 +33,7 @@ from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
-MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
+MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.xmlgen import domain_xml, routed
+from vzlibvirt import MAX_XML_BYTES
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())["case"]
-LIMIT = 1 << 20
+LIMIT = MAX_XML_BYTES
 
 
 def test_corpus_table_matches_files():
