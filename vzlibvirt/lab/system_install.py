@@ -43,20 +43,22 @@ def shell_blocks(markdown: Path, heading: str) -> list[str]:
     return blocks
 
 
-def build_wheels(dest: Path, source: Path | None = None) -> list[Path]:
+def build_wheels(dest: Path, source: Path | None = None, *, deps: bool = True) -> list[Path]:
     """The README's wheel step on this (the build) machine: vzlibvirt and every
-    dependency as wheels, libvirt-python compiled for Debian 12's Python 3.11."""
+    dependency as wheels, libvirt-python compiled for Debian 12's Python 3.11 (without
+    DEPS: vzlibvirt's own wheel only, a new release over wheels already handed in)."""
     src = source or checkout()
     block = shell_blocks(checkout() / "README.md", "Use it on a real host")[0]
     line = next((ln for ln in block.splitlines() if ln.startswith("pip wheel")), None)
     if line is None:
         raise LabError("README: the real-host section lost its `pip wheel` line")
     dest.mkdir(parents=True, exist_ok=True)
-    progress(f"wheels of {src.name} and its dependencies (pip wheel)")
+    progress(f"wheels of {src} (pip wheel)")
     # `pip wheel --wheel-dir wheels .` with this interpreter's pip, the dirs made absolute
     args = line.split("#", 1)[0].split()[2:]
     args = [str(dest) if a == "wheels" else str(src) if a == "." else a for a in args]
-    run([sys.executable, "-m", "pip", "wheel", "-q", *args], timeout=1200)
+    run([sys.executable, "-m", "pip", "wheel", "-q", *([] if deps else ["--no-deps"]), *args],
+        timeout=1200)
     return sorted(dest.glob("*.whl"))
 
 
