@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from vzlibvirt.lab import settings as S
-from vzlibvirt.lab.sh import in_netns
+from vzlibvirt.lab.sh import LabError, in_netns
 from vzlibvirt.lab.system import SystemVM
 from vzlibvirt.lab.system_install import build_wheels, install, newer_source, run_doc_block
 
@@ -105,8 +105,7 @@ def x_reaches(vm: SystemVM, ips: list[str], *, within: float = 30.0) -> float | 
     """Seconds until Computer X (neighbour table flushed first, so it must ask the LAN
     afresh) gets an answer from every IP; None if not within WITHIN. The IPs are pinged
     in parallel, each retried every 0.2 s."""
-    lab = vm.lab
-    lab.in_lan(["ip", "neigh", "flush", "all"], check=False)
+    flush_x(vm)
     t0 = time.monotonic()
     pending = list(ips)
     while pending and time.monotonic() - t0 < within:
@@ -118,6 +117,15 @@ def x_reaches(vm: SystemVM, ips: list[str], *, within: float = 30.0) -> float | 
     if pending:
         print(f"\n[system] Computer X got no answer from {', '.join(pending)}")
     return None if pending else time.monotonic() - t0
+
+
+def flush_x(vm: SystemVM) -> None:
+    """Forget X's neighbours. With other suites busy on this machine the rtnl lock can be
+    held for long: a flush that times out is reported, and the check goes on."""
+    try:
+        vm.lab.in_lan(["ip", "neigh", "flush", "dev", S.LAN_DEV], check=False, timeout=30)
+    except LabError as exc:
+        print(f"\n[system] note: {exc}")
 
 
 def proxies_in_vm(vm: SystemVM) -> set[str]:
@@ -203,29 +211,37 @@ def test_carrier_loss_on_the_61_kernel(system_vm):
         vm.sh(f"{LXC} destroy {name}", check=False)
     ips = [ROUTED["ip4"], ROUTED["ip6"]]
     assert x_reaches(vm, ips) is not None
+    # X retries ARP/NS every 100 ms instead of every 1 s: a first request sent before the
+    # VM's link is up would otherwise make X wait 1 s, whatever the host does
+    retrans = [f"net.{v}.neigh.{S.LAN_DEV}.retrans_time_ms" for v in ("ipv4", "ipv6")]
+    for key in retrans:
+        vm.lab.in_lan(["sysctl", "-qw", f"{key}=100"])
     # no ssh while the cable is out: a logger in the VM records the proxy entries
     vm.sh("nohup sh -c 'while :; do echo \"$(ip neigh show proxy | wc -l)\"; "
           "sleep 0.2; done' > /root/proxy.log 2>&1 & echo $! > /root/proxy.pid")
-    times = []
+    times: list[float | None] = []
+    republished: list[bool] = []
     try:
         for _ in range(10):
             vm.setlink("down")
             time.sleep(1.5)
             vm.setlink("up")
-            took = x_reaches(vm, ips, within=10)
-            times.append(took)
-            assert took is not None and took <= 1.0, f"X reached the guest after {took}s"
-            assert set(ips) <= proxies_in_vm(vm), "proxy entries not re-published"
+            times.append(x_reaches(vm, ips, within=10))
+            republished.append(set(ips) <= proxies_in_vm(vm))
     finally:
+        for key in retrans:
+            vm.lab.in_lan(["sysctl", "-qw", f"{key}=1000"], check=False)
         counts = vm.sh("kill $(cat /root/proxy.pid); cat /root/proxy.log").stdout.split()
         # whatever happened, the next tests start wired: the admin's repair command
         vm.sh("vzlibvirt reconcile", check=False)
         for name in (BRIDGED["name"], "pbr"):
             vm.sh(f"{LXC} start {name}", check=False)
     flushed = sum(1 for a, b in zip(counts, counts[1:], strict=False) if int(b) < int(a))
-    print(f"\n[system] carrier loss x10: the 6.1 kernel flushed proxy entries {flushed} "
-          f"times (logged every 0.2 s); X reached every guest after "
-          f"{max(times):.2f}s at worst")
+    shown = ", ".join("-" if t is None else f"{t:.2f}" for t in times)
+    print(f"\n[system] carrier loss x10: proxy entries flushed {flushed} times (sampled "
+          f"every 0.2 s, {len(counts)} samples); X reached every guest after [{shown}] s")
+    assert all(republished), f"proxy entries missing after carrier up: {republished}"
+    assert all(t is not None and t <= 1.0 for t in times), f"X reached after [{shown}] s"
 
 
 def _ping_loop(vm: SystemVM, ip: str, seconds: int) -> subprocess.Popen:
