@@ -29,8 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
-       ("release", "end"))
 GUEST_IP = "198.51.100.250"
 SHELL_HOOK = """#!/bin/sh
 # the bare shell hook: routed wiring of one IP with ip/sysctl, nothing else
@@ -50,13 +48,12 @@ stopped)
 esac
 exit 0
 """.replace("@IP@", GUEST_IP)
-LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
 
 
 def outer(args) -> int:
-    from tests.nettopo import Topology
+    from vzlibvirt.lab.topology import Topology
 
-    topo = Topology(tag="bench" + os.urandom(2).hex())
+    topo = Topology.throwaway(tag="bench" + os.urandom(2).hex())
     try:
         topo.up()
         p = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
@@ -93,8 +90,9 @@ def report(res: dict) -> None:
 # ---- inside the host namespace ---------------------------------------------------------
 
 def inner(args) -> int:
-    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
     from vzlibvirt.hookinstall import install
+    from vzlibvirt.lab.domxml import domain_xml, routed
 
     sizes = sorted({int(n) for n in args.guests.split(",")})
     work = Path(tempfile.mkdtemp(prefix="vzbench-"))
@@ -122,13 +120,13 @@ def inner(args) -> int:
                   file=sys.stderr)
             wired = n
         row = {"shell": measure([str(shell)], xml, {}, args.rounds)}
-        row["inproc"] = measure([str(shim)], xml, {"VZLIBVIRT_AGENT_SOCKET": "none"},
+        row["inproc"] = measure([str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT},
                                 args.rounds, env_cfg)
         agent = start_agent(config, sock)
         try:
             row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
         finally:
-            stop_agent(agent)
+            agent.stop(timeout=10)
         res["sizes"][str(n)] = row
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
@@ -140,12 +138,14 @@ def inner(args) -> int:
 def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
     """Median time of the five calls. Between `started` and `stopped` the guest's device
     is deleted, untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
+    from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
+
     env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
     totals = []
     for _ in range(rounds + 1):
         _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
         total = 0.0
-        for op, sub in OPS:
+        for op, sub in LIFE:
             if op == "stopped":
                 _sh("ip", "link", "del", "vnb0")
             t0 = time.perf_counter()
@@ -162,10 +162,10 @@ def add_fillers(start: int, stop: int, config: Path) -> list[bytes]:
     """Routed guests wired through the engine in this process, as a full host has them."""
     from pyroute2 import IPRoute
 
-    from tests.xmlgen import domain_xml, routed
     from vzlibvirt.config import load_config
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.engine import wire
+    from vzlibvirt.lab.domxml import domain_xml, routed
     from vzlibvirt.netlink import Netlink
     from vzlibvirt.state import StateStore
 
@@ -187,21 +187,12 @@ def add_fillers(start: int, stop: int, config: Path) -> list[bytes]:
     return xmls
 
 
-def start_agent(config: Path, sock: Path) -> subprocess.Popen:
-    env = {**os.environ, "VZLIBVIRT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "vzlibvirt", "agent"], env=env,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the agent did not come up")
-        time.sleep(0.02)
-    return proc
+def start_agent(config: Path, sock: Path):
+    """The resident agent in this (the host) namespace, once it serves its socket."""
+    from vzlibvirt.lab.resident import Resident
+    from vzlibvirt.lab.runner import VzCli
 
-
-def stop_agent(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
+    return Resident.start(VzCli(config), "agent", log=config.with_name("agent.log"), sock=sock)
 
 
 def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> dict:
@@ -239,7 +230,7 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> d
                 time.sleep(0.005)
             out["republish_s"] = time.perf_counter() - t0
     finally:
-        stop_agent(agent)
+        agent.stop(timeout=10)
     return out
 
 

@@ -8,13 +8,12 @@ here so that later stages can trust the model.
 from __future__ import annotations
 
 import ipaddress
-import uuid as uuidlib
 from collections.abc import Iterable
 
 from lxml import etree
 
-from vzlibvirt import MAX_XML_BYTES, XMLNS
 from vzlibvirt.addresses import AddressError, parse_guest_ip, parse_ifname, parse_mac
+from vzlibvirt.contract import GATEWAY4, GATEWAY6, MAX_XML_BYTES, XMLNS, canonical_uuid
 from vzlibvirt.errors import VzError
 from vzlibvirt.model import (
     Domain,
@@ -32,8 +31,8 @@ _DEFAULT_MODE = {Driver.LXC: Mode.ROUTED, Driver.QEMU: Mode.BRIDGED}
 _DOMAIN_TYPES = {"lxc": Driver.LXC, "kvm": Driver.QEMU, "qemu": Driver.QEMU}
 _VZ_IFACE_ATTRS = {"mac", "mode", "bridge", "filter", "isolated"}
 DEFAULT_GATEWAYS: tuple[IPAddress, ...] = (
-    ipaddress.IPv4Address("169.254.0.1"),
-    ipaddress.IPv6Address("fe80::1"),
+    ipaddress.IPv4Address(GATEWAY4),
+    ipaddress.IPv6Address(GATEWAY6),
 )
 
 
@@ -357,10 +356,8 @@ def _libvirt_uuid(text: str) -> str | None:
             break
         digits.append(pair)
         i += 2
-    if len(digits) == 16:
-        return str(uuidlib.UUID("".join(digits)))
     try:
-        return str(uuidlib.UUID(s))  # also {braces} and urn:uuid:
+        return canonical_uuid("".join(digits) if len(digits) == 16 else s)  # or {braces}
     except ValueError:
         return None
 

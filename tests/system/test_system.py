@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from vzlibvirt.lab import settings as S
-from vzlibvirt.lab.sh import LabError, in_netns
+from vzlibvirt.lab.runner import in_netns
+from vzlibvirt.lab.sh import LabError
 from vzlibvirt.lab.system import SystemVM
 from vzlibvirt.lab.system_install import build_wheels, install, newer_source, run_doc_block
 
@@ -109,8 +110,8 @@ def x_reaches(vm: SystemVM, ips: list[str], *, within: float = 30.0) -> float | 
     t0 = time.monotonic()
     pending = list(ips)
     while pending and time.monotonic() - t0 < within:
-        procs = {ip: subprocess.Popen(in_netns(S.LAN_NETNS, ["ping", "-c", "1", "-W", "0.2",
-                                                              "-n", ip]),
+        procs = {ip: subprocess.Popen([*in_netns(S.LAN_NETNS), "ping", "-c", "1", "-W",
+                                       "0.2", "-n", ip],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for ip in pending}
         pending = [ip for ip, p in procs.items() if p.wait() != 0]
@@ -250,8 +251,8 @@ def test_carrier_loss_on_the_61_kernel(system_vm):
 
 
 def _ping_loop(vm: SystemVM, ip: str, seconds: int) -> subprocess.Popen:
-    return subprocess.Popen(in_netns(S.LAN_NETNS, ["ping", "-n", "-i", "0.1", "-w",
-                                                   str(seconds), ip]),
+    return subprocess.Popen([*in_netns(S.LAN_NETNS), "ping", "-n", "-i", "0.1", "-w",
+                             str(seconds), ip],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
-from vzlibvirt import MAX_XML_BYTES, XMLNS
+from vzlibvirt.contract import MAX_XML_BYTES, XMLNS
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 CORPUS = Path(__file__).parent / "foreign"
 FILES = sorted(CORPUS.glob("*.xml"))

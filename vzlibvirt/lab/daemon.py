@@ -121,6 +121,12 @@ def restart(paths: LabPaths) -> None:
     if anchor is None:
         raise LabError("virtlogd is not running: the lab is down, cannot restart libvirtd")
     stop_libvirtd(paths)
+    start_daemons(paths, anchor)
+
+
+def start_daemons(paths: LabPaths, anchor: int) -> None:
+    """Start whichever daemon is not running, in the lab's namespaces (those of ANCHOR,
+    virtlogd's pid), and wait until libvirtd answers."""
     run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
         timeout=60)
     wait_ready(paths)

@@ -17,7 +17,8 @@ from xml.sax.saxutils import quoteattr
 from . import settings as S
 from . import system_image
 from .lab import Lab
-from .sh import LabError, in_netns, progress, run
+from .runner import in_netns
+from .sh import LabError, progress, run
 
 NAME = "vzsys"
 TAP = "vzsys0"  # the VM's uplink as the lab host sees it (virsh domif-setlink target)
@@ -148,8 +149,8 @@ class SystemVM:
     # ---------- control channel ----------
     def ssh_argv(self, *remote: str, tty: bool = False) -> list[str]:
         key = str(self.image().key)
-        return in_netns(S.HOST_NETNS, ["ssh", "-i", key, *SSH_OPTS, *(["-t"] if tty else []),
-                                       f"root@{IP4}", *remote])
+        return [*in_netns(S.HOST_NETNS), "ssh", "-i", key, *SSH_OPTS, *(["-t"] if tty else []),
+                                       f"root@{IP4}", *remote]
 
     def sh(self, script: str, *, check: bool = True, timeout: float = 300):
         """Run SCRIPT with /bin/sh -e as root in the VM; raises LabError on failure."""
@@ -163,9 +164,8 @@ class SystemVM:
     def copy_in(self, sources: list[Path], dest: str, timeout: float = 300) -> None:
         key = str(self.image().key)
         self.sh(f"mkdir -p {shlex.quote(dest)}")
-        run(in_netns(S.HOST_NETNS, ["scp", "-q", "-i", key, *SSH_OPTS,
-                                    *map(str, sources), f"root@{IP4}:{dest}/"]),
-            timeout=timeout)
+        run([*in_netns(S.HOST_NETNS), "scp", "-q", "-i", key, *SSH_OPTS, *map(str, sources),
+             f"root@{IP4}:{dest}/"], timeout=timeout)
 
     def wait_ssh(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout

@@ -77,7 +77,7 @@ def newer_source(dest: Path, version: str, marker: str) -> Path:
         path = dest / rel
         key = pattern.split(" ")[0].lstrip("^")
         path.write_text(re.sub(pattern, f'{key} = "{version}"', path.read_text(), flags=re.M))
-    shim = dest / "vzlibvirt" / "data" / "shim.sh.in"
+    shim = dest / "hooks" / "shim.sh.in"  # shipped as vzlibvirt.hooks
     lines = shim.read_text().splitlines(keepends=True)
     shim.write_text(lines[0] + f"# {marker}\n" + "".join(lines[1:]))
     return dest
