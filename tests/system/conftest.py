@@ -19,12 +19,6 @@ from vzlibvirt.lab.system import SystemVM
 X_EXTRA = "203.0.113.10/24"  # Computer X on the bridged adapters' subnet too
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/tests/system/" in str(item.fspath):
-            item.add_marker(pytest.mark.system)
-
-
 @pytest.fixture(scope="session")
 def system_vm():
     require(os.geteuid() == 0, "the system tests need root (namespaces, the lab)")
