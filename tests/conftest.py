@@ -102,3 +102,13 @@ def vz(tmp_path: Path) -> Vz:
     env = Vz(tmp_path)
     env.write_config()
     return env
+
+
+DIR_MARKERS = ("e2e", "system")  # tests/<dir>/ carries the marker of that name
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in DIR_MARKERS:
+            if f"/tests/{name}/" in str(item.fspath):
+                item.add_marker(getattr(pytest.mark, name))

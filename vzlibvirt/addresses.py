@@ -7,7 +7,8 @@ import re
 
 from vzlibvirt.model import IPAddress
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# libvirt's virMacAddrParse: six ':'-separated octets of one or two hex digits
+_MAC_RE = re.compile(r"^[0-9a-f]{1,2}(:[0-9a-f]{1,2}){5}$")
 IFNAMSIZ = 16  # including the trailing NUL: at most 15 characters
 
 
@@ -16,9 +17,11 @@ class AddressError(ValueError):
 
 
 def parse_mac(text: str) -> str:
+    """The canonical form (two digits per octet, lower case) of a MAC libvirt accepts."""
     mac = text.strip().lower()
     if not _MAC_RE.match(mac):
         raise AddressError(f"invalid MAC address {text!r}")
+    mac = ":".join(octet.zfill(2) for octet in mac.split(":"))
     return mac
 
 

@@ -40,7 +40,9 @@ DEFAULT_URIS = ("qemu:///system", "lxc:///system")  # [agent] connect, reconcile
 GATEWAY4 = "169.254.0.1"
 GATEWAY6 = "fe80::1"
 XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
-MAX_XML_BYTES = 1 << 20  # libvirt domain XML is kilobytes; anything this large is hostile
+# Above libvirt's own limit (virsh reads a domain XML file of at most 10 MiB): a foreign
+# guest with a large <metadata> of another tool must still pass untouched (issue 13).
+MAX_XML_BYTES = 16 << 20
 
 # -- the shim's call context, in its environment --------------------------------------
 AGENT_SOCKET_ENV = "VZLIBVIRT_AGENT_SOCKET"

@@ -42,8 +42,7 @@ def parse_xml_bytes(data: bytes) -> etree._Element:
         raise VzError(f"XML input is larger than {MAX_XML_BYTES} bytes")
     if not data.strip():
         raise VzError("no XML on standard input")
-    head = data[:4096].lower()
-    if b"<!doctype" in data.lower() or b"<!entity" in head:
+    if _prolog_declares_dtd(data):
         raise VzError("XML with a DOCTYPE or entity declarations is refused")
     parser = etree.XMLParser(
         resolve_entities=False,
@@ -66,6 +65,29 @@ def parse_xml_bytes(data: bytes) -> etree._Element:
     if docinfo.doctype or docinfo.internalDTD is not None:  # defence in depth
         raise VzError("XML with a DOCTYPE or entity declarations is refused")
     return root
+
+
+def _prolog_declares_dtd(data: bytes) -> bool:
+    """Does a DOCTYPE come before the root element? Entities can only be declared there.
+    Only the prolog is scanned (XML declaration, comments, PIs, blanks), so the text
+    `<!DOCTYPE` in a comment or CDATA of another tool's <metadata> is just text."""
+    pos, end = 0, len(data)
+    while pos < end:
+        if data[pos:pos + 1].isspace():
+            pos += 1
+        elif data.startswith(b"<!--", pos):
+            close = data.find(b"-->", pos + 4)
+            if close < 0:
+                return False  # unterminated: the parser refuses it as malformed
+            pos = close + 3
+        elif data.startswith(b"<?", pos):
+            close = data.find(b"?>", pos + 2)
+            if close < 0:
+                return False
+            pos = close + 2
+        else:
+            return data[pos:pos + 9].upper() in (b"<!DOCTYPE", b"<!ENTITY")
+    return False
 
 
 def parse_domain(
@@ -104,13 +126,34 @@ class _DomainParser:
         self.require_uuid = require_uuid
 
     def parse(self) -> Domain:
-        driver = self._driver()
-        uuid = self._uuid()
         vz = self._vz_interfaces()
         devices = self._device_interfaces()
+        lxc = self._lxc_hint()
+        if not vz and all(_routed_by_default(lxc, d, self.gateways) for d in devices):
+            return self._foreign(devices, lxc)
+        driver = self._driver()
+        uuid = self._uuid()
         interfaces = self._join(driver, devices, vz)
         self._check_unique_ips(interfaces)
         return Domain(driver=driver, name=self.name, uuid=uuid, interfaces=interfaces)
+
+    def _lxc_hint(self) -> bool:
+        return self.root.get("type") == "lxc" and self.forced_driver in (None, Driver.LXC)
+
+    def _foreign(self, devices: list[etree._Element], lxc: bool) -> Domain:
+        """No <vz:network> and no interface written for our routing: nothing here is ours,
+        so nothing is validated (libvirt has accepted the domain; installing vzlibvirt
+        must never stop it from starting)."""
+        driver = _DOMAIN_TYPES.get(self.root.get("type", "")) or self.forced_driver \
+            or Driver.QEMU
+        interfaces = tuple(
+            Interface(index=i, mac=_lenient_mac(dev), type=dev.get("type", ""),
+                      note=_routed_by_default(lxc, dev, self.gateways),
+                      bridge=_lenient_ifname(dev.find("source"), "bridge"),
+                      source_network=_source_network(dev))
+            for i, dev in enumerate(devices))
+        return Domain(driver=driver, name=self.name, uuid=_lenient_uuid(self.root),
+                      interfaces=interfaces)
 
     def _driver(self) -> Driver:
         dtype = self.root.get("type", "")
@@ -127,10 +170,10 @@ class _DomainParser:
             if self.require_uuid:
                 raise VzError("domain XML has no <uuid>")
             return None
-        try:
-            return canonical_uuid(text)
-        except ValueError:
-            raise VzError(f"invalid <uuid> {text[:60]!r}") from None
+        found = _libvirt_uuid(text)
+        if found is None:
+            raise VzError(f"invalid <uuid> {text[:60]!r}")
+        return found
 
     def _vz_interfaces(self) -> dict[str, etree._Element]:
         """The <vz:interface> elements by MAC, after checking the namespace's structure."""
@@ -169,13 +212,7 @@ class _DomainParser:
         by_mac: dict[str, int] = {}
         result = []
         for index, dev in enumerate(devices):
-            mac_el = dev.find("mac")
-            mac = None
-            if mac_el is not None and mac_el.get("address") is not None:
-                try:
-                    mac = _mac(mac_el.get("address"))
-                except VzError as exc:
-                    raise exc.with_context(mac=f"#{index}") from None
+            mac = _lenient_mac(dev)
             if mac is not None and mac in vz and mac in by_mac:
                 raise VzError("two device <interface> elements have this MAC", mac=mac)
             if mac is not None:
@@ -191,19 +228,25 @@ class _DomainParser:
 
     def _interface(self, driver, index, mac, dev, vz_el) -> Interface:
         itype = dev.get("type", "")
-        host_dev = _opt_ifname(dev.find("target"), "dev", "target dev")
+        native = dev.findall("ip")
+        if vz_el is None:
+            note = _routed_by_default(driver is Driver.LXC, dev, self.gateways)
+            if note is not None:  # not ours: not validated at all
+                return Interface(index=index, mac=mac, type=itype, note=note,
+                                 bridge=_lenient_ifname(dev.find("source"), "bridge"),
+                                 source_network=_source_network(dev))
+        if mac is None:
+            raise VzError("invalid or missing MAC address on a routed interface")
+        host_dev = _opt_ifname(dev.find("target"), "dev", "target dev", template=True)
         guest_dev = _opt_ifname(dev.find("guest"), "dev", "guest dev")
         source = dev.find("source")
         source_bridge = _opt_ifname(source, "bridge", "source bridge")
-        source_network = source.get("network") if source is not None else None
+        source_network = _source_network(dev)
         base = dict(index=index, mac=mac, type=itype, host_dev=host_dev, guest_dev=guest_dev)
-        native = dev.findall("ip")
 
-        if vz_el is None:
-            if driver is Driver.LXC and itype == "ethernet" and native:
-                ips = self._native_ips(native, routed=True)
-                return Interface(**base, mode=Mode.ROUTED, ips=ips)
-            return Interface(**base, bridge=source_bridge, source_network=source_network)
+        if vz_el is None:  # an LXC interface written for host-routed mode (the default)
+            return Interface(**base, mode=Mode.ROUTED,
+                             ips=self._native_ips(native, routed=True))
 
         mode_text = vz_el.get("mode")
         if mode_text is None:
@@ -294,11 +337,102 @@ def _mac(text: str) -> str:
         raise VzError(str(exc)) from None
 
 
-def _opt_ifname(el: etree._Element | None, attr: str, what: str) -> str | None:
+def _lenient_mac(dev: etree._Element) -> str | None:
+    """A device's MAC, normalised as libvirt does; None when absent or unparseable (such
+    an interface can match no <vz:interface>, so it is simply not ours)."""
+    el = dev.find("mac")
+    try:
+        return parse_mac(el.get("address") or "") if el is not None else None
+    except AddressError:
+        return None
+
+
+def _libvirt_uuid(text: str) -> str | None:
+    """libvirt's virUUIDParse: 32 hex digits in pairs, '-' or ' ' anywhere between pairs,
+    blanks around; the canonical form, or None."""
+    s = text.strip()
+    digits = []
+    i = 0
+    while i < len(s):
+        if s[i] in "- ":
+            i += 1
+            continue
+        pair = s[i:i + 2]
+        if len(pair) < 2 or any(c not in "0123456789abcdefABCDEF" for c in pair):
+            digits = []
+            break
+        digits.append(pair)
+        i += 2
+    try:
+        return canonical_uuid("".join(digits) if len(digits) == 16 else s)  # or {braces}
+    except ValueError:
+        return None
+
+
+def _lenient_ifname(el: etree._Element | None, attr: str) -> str | None:
+    """A name of a foreign interface, for the record only: None when not a valid one."""
+    try:
+        return _opt_ifname(el, attr, attr)
+    except VzError:
+        return None
+
+
+def _source_network(dev: etree._Element) -> str | None:
+    source = dev.find("source")
+    return source.get("network") if source is not None else None
+
+
+def _lenient_uuid(root: etree._Element) -> str | None:
+    return _libvirt_uuid(root.findtext("uuid") or "")
+
+
+def _looks_routed(lxc: bool, dev: etree._Element) -> bool:
+    """An LXC `type='ethernet'` interface with native <ip>: maybe written for us."""
+    return lxc and dev.get("type") == "ethernet" and dev.find("ip") is not None
+
+
+def _routed_by_default(lxc: bool, dev: etree._Element,
+                       gateways: tuple[IPAddress, ...]) -> str | None:
+    """None when the interface, having no <vz:interface>, is ours (host-routed, the
+    container default); else why it is left alone (contract, "Domain XML")."""
+    if not _looks_routed(lxc, dev):
+        return "no <vz:interface>"
+    source = dev.find("source")
+    if source is not None and source.find("ip") is not None:
+        return "it uses libvirt's own host-side addressing (<source><ip>)"
+    for el in dev.findall("ip"):
+        addr, prefix, peer = el.get("address") or "", el.get("prefix"), el.get("peer")
+        want = "128" if ":" in addr else "32"
+        if prefix != want:
+            shown = f"/{prefix}" if prefix is not None else " without a prefix"
+            return f"native <ip> {addr}{shown} is not a host address (/{want})"
+        if peer is not None and _ip_or_none(peer) not in gateways:
+            return f"native <ip> {addr} has peer {peer}, not the routed gateway"
+    return None
+
+
+def _ip_or_none(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _opt_ifname(el: etree._Element | None, attr: str, what: str,
+                template: bool = False) -> str | None:
+    """An interface name; with TEMPLATE, libvirt's `vnet%d` style is accepted and taken as
+    not yet known (libvirt fills the number in when it creates the device, by `start`)."""
     if el is None or el.get(attr) is None:
         return None
+    name = el.get(attr)
     try:
-        return parse_ifname(el.get(attr), what)
+        if template and "%d" in name:
+            try:
+                parse_ifname(name.replace("%d", "0"), what)
+            except AddressError:
+                raise AddressError(f"{what} {name!r} is not a valid interface name") from None
+            return None
+        return parse_ifname(name, what)
     except AddressError as exc:
         raise VzError(str(exc)) from None
 

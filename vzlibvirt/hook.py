@@ -178,12 +178,13 @@ class DomainHook:
 
     def reconnect(self, data: bytes) -> None:
         domain = self.parse(data)
-        if domain.managed_interfaces or self.store().load(domain.key) is not None:
+        if domain.managed_interfaces or (
+                domain.uuid is not None and self.store().load(domain.key) is not None):
             self._wire(domain)
 
     def stop(self, data: bytes) -> None:
-        key = self._env_key() or self._quick_key(data) or self.parse(data).key
-        if not record_path(self.config.state.dir, key).exists():
+        key = self._env_key() or self._quick_key(data) or self._parsed_key(data)
+        if key is None or not record_path(self.config.state.dir, key).exists():
             return  # nothing recorded: a refused start, or the second of stopped/release
         store = self.store()
         from vzlibvirt.engine import unwire
@@ -206,6 +207,11 @@ class DomainHook:
             return state_key(self.driver, canonical_uuid(text))
         except ValueError:
             raise VzError(f"invalid domain UUID {text[:40]!r} from the hook shim") from None
+
+    def _parsed_key(self, data: bytes) -> str | None:
+        """None for a foreign domain whose <uuid> we cannot read: nothing of it is ours."""
+        domain = self.parse(data)
+        return domain.key if domain.uuid is not None else None
 
     def _check_shim(self) -> None:
         """Shims bake in the state dir; a config changed since install-hooks would make

@@ -61,7 +61,8 @@ class GuestIP:
 class Interface:
     """One device <interface> of the domain, joined with its <vz:interface> if any.
 
-    `mode` is None for interfaces we leave alone. `plugged_by_libvirt` marks bridged
+    `mode` is None for interfaces we leave alone (`note` then says why, for `plan`).
+    `plugged_by_libvirt` marks bridged
     interfaces of type 'bridge' (or 'network' in bridge mode): libvirt plugs them, we
     only check the bridge and apply port security.
     """
@@ -78,6 +79,7 @@ class Interface:
     isolated: bool = False
     plugged_by_libvirt: bool = False
     source_network: str | None = None
+    note: str | None = None
 
     @property
     def managed(self) -> bool:

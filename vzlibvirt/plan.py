@@ -60,6 +60,7 @@ def describe_plan(domain: Domain, config: Config) -> list[str]:
             for ip in iface.ips:
                 lines.append(f"    allowed IP {ip}")
         else:
-            lines.append(f"  interface {iface.label}: type {iface.type}, left alone")
+            why = f": {iface.note}" if iface.note else ""
+            lines.append(f"  interface {iface.label}: type {iface.type}, left alone{why}")
     # names and types come from the XML: no newlines or terminal escapes in the output
     return ["".join(c if c.isprintable() else "?" for c in line) for line in lines]

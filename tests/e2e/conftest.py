@@ -16,12 +16,6 @@ from vzlibvirt.lab.lock import lab_lock
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/tests/e2e/" in str(item.fspath):
-            item.add_marker(pytest.mark.e2e)
-
-
 @pytest.fixture(scope="session")
 def lab_session():
     """(Lab, leftovers snapshot taken before `up`)."""

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from vzlibvirt.contract import MAX_XML_BYTES
 from vzlibvirt.lab.domxml import domain_xml, routed
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())["case"]
-LIMIT = 1 << 20
+LIMIT = MAX_XML_BYTES
 
 
 def test_corpus_table_matches_files():

@@ -196,14 +196,19 @@ def test_duplicate_device_macs_without_vz_are_fine():
 def test_uuid_is_normalized_and_required_only_when_asked():
     xml = domain_xml("ct", uuid="{0F6C7A3E-5F43-4C1E-9A55-3B1B8C2D9E10}")
     assert parse_domain(xml).uuid == UUID
-    no_uuid = b"<domain type='lxc'><name>ct</name></domain>"
+    no_uuid = domain_xml("ct", uuid="X", interfaces=[routed(M1, ["198.51.100.7"])]).replace(
+        b"<uuid>X</uuid>", b"")
+    assert b"<uuid>" not in no_uuid
     assert parse_domain(no_uuid).uuid is None
     assert refused(no_uuid, require_uuid=True).line() == \
         "vzlibvirt: domain 'ct': domain XML has no <uuid>"
+    # a foreign domain (nothing of ours) is not checked at all, its <uuid> neither
+    foreign = b"<domain type='lxc'><name>ct</name></domain>"
+    assert parse_domain(foreign, require_uuid=True).uuid is None
 
 
 def test_forced_driver_must_match():
-    xml = domain_xml("vm", driver="kvm")
+    xml = domain_xml("vm", driver="kvm", interfaces=[routed(M1, ["198.51.100.7"])])
     assert parse_domain(xml, driver=Driver.QEMU).driver is Driver.QEMU
     assert "does not match the lxc driver" in refused(xml, driver=Driver.LXC).line()
 
@@ -238,8 +243,11 @@ def test_ipv6_forms_are_normalized():
 
 def test_size_limit_boundary():
     base = domain_xml("ct", interfaces=[routed(M1, ["198.51.100.7"])])
-    fill = MAX_XML_BYTES - len(base) - len(b"<!---->")
-    at_limit = base.replace(b"<devices>", b"<!--" + b"x" * fill + b"--><devices>")
+    chunk = b"<!--" + b"x" * ((1 << 20) - 7) + b"-->"  # libxml2 takes comments < 10 MB
+    fill = MAX_XML_BYTES - len(base)
+    pad = chunk * (fill // len(chunk))
+    pad += b"<!--" + b"x" * (fill - len(pad) - 7) + b"-->"
+    at_limit = base.replace(b"<devices>", pad + b"<devices>")
     assert len(at_limit) == MAX_XML_BYTES
     assert parse_domain(at_limit).interfaces[0].mode is Mode.ROUTED
     over = at_limit.replace(b"<!--", b"<!-- ")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.unit.test_domain_xml import example
 from vzlibvirt import hook
+from vzlibvirt.contract import MAX_XML_BYTES
 from vzlibvirt.lab.domxml import domain_xml, routed
 
 M1 = "52:54:00:aa:00:01"
@@ -113,11 +114,13 @@ def test_stop_without_a_record_is_a_silent_no_op(cli, op, subop):
 def test_prepare_empty_stdin_and_oversized(cli):
     cli.hook("lxc", "ct", "prepare", b"").assert_refused("no XML on standard input",
                                                          domain="ct")
-    cli.hook("qemu", "vm", "migrate", b" " * ((1 << 20) + 1)).assert_refused(
-        "XML input is larger than 1048576 bytes", domain="vm")
+    cli.hook("qemu", "vm", "migrate", b" " * (MAX_XML_BYTES + 1)).assert_refused(
+        f"XML input is larger than {MAX_XML_BYTES} bytes", domain="vm")
 
 
 def test_prepare_requires_a_uuid(cli):
-    xml = b"<domain type='lxc'><name>ct</name><devices/></domain>"
+    xml = (b"<domain type='lxc'><name>ct</name><devices><interface type='ethernet'>"
+           b"<mac address='52:54:00:aa:00:01'/><ip address='198.51.100.7' prefix='32'/>"
+           b"</interface></devices></domain>")
     cli.hook("lxc", "ct", "prepare", xml).assert_refused("domain XML has no <uuid>",
                                                          domain="ct")

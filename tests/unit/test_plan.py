@@ -176,7 +176,7 @@ def test_plan_bridged_and_left_alone():
     assert "    allowed IP 198.51.100.7" in lines
     assert any(line.startswith(f"  interface {M2}: bridged on br5 (plugged by libvirt)")
                for line in lines)
-    assert f"  interface {M3}: type user, left alone" in lines
+    assert f"  interface {M3}: type user, left alone: no <vz:interface>" in lines
 
 
 def test_plan_network_interface_names_the_network():
@@ -192,7 +192,7 @@ def test_plan_nothing_managed():
     lines = plan_of(domain_xml("ct", interfaces=[{"mac": M1, "type": "bridge",
                                                   "source_bridge": "br0"}]))
     assert "  no interface managed by vzlibvirt: nothing to do" in lines
-    assert f"  interface {M1}: type bridge, left alone" in lines
+    assert f"  interface {M1}: type bridge, left alone: no <vz:interface>" in lines
 
 
 def test_bridge_for_defaults_to_the_config():

@@ -25,7 +25,18 @@ def main(argv: list[str]) -> int:
     demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
     sub.add_parser("down", help="remove every namespace, process, mount and file of the lab")
     sub.add_parser("status", help="say whether the lab is up and list its guests")
+    system = sub.add_parser("system", help="a Debian 12 VM with systemd and libvirtd on "
+                                           "the lab's LAN: a disposable real host")
+    system.add_argument("action", choices=("up", "test", "ssh", "down"),
+                        help="up: boot it and install vzlibvirt as the README says; test: "
+                             "the system tests; ssh: a root shell; down: remove it")
+    system.add_argument("--no-install", action="store_true",
+                        help="up: a bare Debian 12 libvirt host, without vzlibvirt")
     args = parser.parse_args(argv)
+    if args.cmd == "system":
+        from .system_cli import run_system
+
+        return run_system(args.action, install=not args.no_install)
 
     from .lab import Lab  # after argparse, so `--help` stays instant
     from .lock import lab_lock
