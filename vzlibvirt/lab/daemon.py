@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import shutil
+
 from . import procs
 from . import settings as S
 from .settings import LabPaths
@@ -17,6 +19,7 @@ user = "root"
 group = "root"
 security_driver = "none"
 """
+NWFILTER_TEMPLATES = Path("/usr/share/libvirt/nwfilter")
 LXC_CONF = 'security_driver = "none"\n'
 LIBVIRTD_CONF = """\
 # vzlibvirt lab: only the unix socket, no TCP; logs inside the lab dir.
@@ -70,6 +73,19 @@ def write_configs(paths: LabPaths) -> None:
     (paths.root / "mnt" / "cgroup").mkdir(parents=True, exist_ok=True)
     (paths.etc / "hooks").mkdir(exist_ok=True)  # mount point for the lab hooks dir
     write_account_overlays(paths)
+    copy_nwfilters(paths)
+
+
+def copy_nwfilters(paths: LabPaths) -> None:
+    """libvirt's own filters (clean-traffic, ...) for its nwfilter driver, which the lab's
+    libvirtd loads like any other: Debian ships them as templates in NWFILTER_TEMPLATES
+    (package libvirt-daemon-config-nwfilter) that its postinst copies to /etc/libvirt;
+    the lab's /etc/libvirt is its own dir, so it copies them there (bench/ compares our
+    port security with them)."""
+    dest = paths.etc / "nwfilter"
+    dest.mkdir(exist_ok=True)
+    for xml in sorted(NWFILTER_TEMPLATES.glob("*.xml")):
+        shutil.copy2(xml, dest / xml.name)
 
 
 def write_account_overlays(paths: LabPaths) -> None:
