@@ -55,6 +55,7 @@ def test_ipv6_entries_exactly():
         HostSysctl("net/ipv6/conf/all/forwarding", "1"),
         DeviceSysctl("enp0s5", 2, "net/ipv6/conf/enp0s5/proxy_ndp", "1"),
         DeviceSysctl("enp0s5", 2, "net/ipv6/neigh/enp0s5/proxy_delay", "0"),
+        DeviceSysctl("enp0s5", 2, "net/ipv6/conf/enp0s5/use_oif_addrs_only", "1"),
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/disable_ipv6", "0"),
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/accept_ra", "0"),
         DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/forwarding", "1"),
