@@ -61,16 +61,51 @@ def wire_routed_fillers(start: int, stop: int, config: Path, v4: bool = True,
     return xmls
 
 
-def iperf(server_ns: str, client_ns: str, dst: str, seconds: float,
-          reverse: bool = False) -> float:
-    """One iperf3 TCP run from CLIENT_NS to DST (a server started in SERVER_NS for this
-    run only); Gbit/s received."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B",
-                               dst], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def in_ns(ns: str) -> list[str]:
+    """Command prefix: run in named network namespace NS."""
+    return ["ip", "netns", "exec", ns]
+
+
+def bridged_filler_xml(i: int, filt: str, source_bridge: str | None = None) -> bytes:
+    """Filler guest I with filter FILT on port vfN: plugged by us (type='ethernet'), or
+    by libvirt into SOURCE_BRIDGE (type='bridge': then we add only the port security)."""
+    from tests.xmlgen import bridged, domain_xml
+
+    mac = f"52:54:00:f0:{i >> 8:02x}:{i & 255:02x}"
+    kind = {"type": "bridge", "source_bridge": source_bridge} if source_bridge else {}
+    return domain_xml(f"fake{i}", interfaces=[bridged(
+        mac, target=f"vf{i}", filter=filt, ips=[f"2001:db8:f::{i + 1:x}"], **kind)])
+
+
+def wire_domains(xmls: list[bytes], config: Path | None = None, unwire: bool = False) -> None:
+    """Wire (or unwire) the domains XMLS by the engine in this process, one netlink
+    socket for all; run inside the host namespace."""
+    from vzlibvirt.config import load_config
+    from vzlibvirt.domain_xml import parse_domain
+    from vzlibvirt.engine import unwire as engine_unwire
+    from vzlibvirt.engine import wire
+    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.state import StateStore
+
+    cfg = load_config(config)
+    store = StateStore(cfg.state.dir)
+    with Netlink() as nl:
+        for x in xmls:
+            domain = parse_domain(x, gateways=cfg.gateways, require_uuid=True)
+            if unwire:
+                engine_unwire(domain.key, store, nl)
+            else:
+                wire(domain, cfg, store, nl)
+
+
+def iperf(server: list[str], client: list[str], dst: str, seconds: float) -> float:
+    """One iperf3 TCP run to DST, the client under the command prefix CLIENT (e.g.
+    in_ns(...)), a server started under SERVER for this run only; Gbit/s received."""
+    server_p = subprocess.Popen([*server, "iperf3", "-s", "-1", "-B", dst],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):  # bounded: wait until the server listens
-            r = subprocess.run(["ip", "netns", "exec", client_ns, "iperf3", "-c", dst, "-t",
-                                str(seconds), "-J", *(["-R"] if reverse else [])],
+            r = subprocess.run([*client, "iperf3", "-c", dst, "-t", str(seconds), "-J"],
                                capture_output=True, timeout=seconds + 60)
             out = r.stdout + r.stderr
             if b"Connection refused" in out:  # not listening yet
@@ -82,9 +117,9 @@ def iperf(server_ns: str, client_ns: str, dst: str, seconds: float,
             return data["end"]["sum_received"]["bits_per_second"] / 1e9
         raise SystemExit("iperf3 server did not start")
     finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
+        if server_p.poll() is None:
+            server_p.kill()
+        server_p.wait()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.benchlib import bridged_filler_xml, in_ns, iperf, wire_domains  # noqa: E402
 from tests.nettopo import Topology, add_bridged_guest  # noqa: E402
 from tests.xmlgen import bridged, domain_xml  # noqa: E402
 
@@ -36,46 +37,6 @@ def vz(topo: Topology, env: dict, *args: str, xml: bytes = b"") -> None:
     r = subprocess.run(cmd, input=xml, capture_output=True, env=env, timeout=120)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args[:3])}: {r.stderr.decode().strip()}")
-
-
-def wire_fakes(n: int) -> None:
-    """Inside the host namespace: n filtered guests, wired in one process by the engine."""
-    from vzlibvirt.config import load_config
-    from vzlibvirt.domain_xml import parse_domain
-    from vzlibvirt.engine import wire
-    from vzlibvirt.netlink import Netlink
-    from vzlibvirt.state import StateStore
-
-    config = load_config()
-    store = StateStore(config.state.dir)
-    with Netlink() as nl:
-        for i in range(n):
-            mac = f"52:54:00:f0:{i >> 8:02x}:{i & 255:02x}"
-            xml = domain_xml(f"fake{i}", interfaces=[bridged(
-                mac, target=f"vf{i}", filter="mac-ip", ips=[f"2001:db8:f::{i + 1:x}"])])
-            wire(parse_domain(xml, require_uuid=True), config, store, nl)
-
-
-def iperf(topo: Topology, guest_ns: str, seconds: int) -> float:
-    server = subprocess.Popen(["ip", "netns", "exec", guest_ns, "iperf3", "-s", "-1", "-B",
-                               GUEST_IP], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):  # bounded: wait until the server listens
-            r = topo.exec(topo.lan, "iperf3", "-c", GUEST_IP, "-t", str(seconds), "-J",
-                          timeout=seconds + 30)
-            out = r.stdout + r.stderr
-            if b"Connection refused" in out:  # not listening yet
-                subprocess.run(["sleep", "0.1"])
-                continue
-            data = json.loads(r.stdout) if r.stdout.strip().startswith(b"{") else {}
-            if r.returncode != 0 or "error" in data:
-                raise SystemExit(f"iperf3 failed: {data.get('error') or out.decode()[-300:]}")
-            return data["end"]["sum_received"]["bits_per_second"] / 1e9
-        raise SystemExit("iperf3 server did not start")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
 
 
 def build(tag: str, ports: int, env_base: dict, cleanup: list) -> tuple[Topology, str, int]:
@@ -116,7 +77,7 @@ def main() -> int:
     ap.add_argument("--wire-fakes", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.wire_fakes is not None:
-        wire_fakes(args.wire_fakes)
+        wire_domains([bridged_filler_xml(i, "mac-ip") for i in range(args.wire_fakes)])
         return 0
     if not shutil.which("iperf3"):
         raise SystemExit("iperf3 is not installed (apt-get install iperf3)")
@@ -130,11 +91,11 @@ def main() -> int:
         # shared 2-core machine hits both sides alike (run-to-run noise here is ~10%).
         a, a_ns, a_ports = build("bench1", 1, env, cleanup)
         b, b_ns, b_ports = build("benchN", args.ports, env, cleanup)
-        iperf(a, a_ns, 1)
-        iperf(b, b_ns, 1)  # warm-up
+        for topo, ns in ((a, a_ns), (b, b_ns)):  # warm-up
+            iperf(in_ns(ns), in_ns(topo.lan), GUEST_IP, 1)
         for _ in range(args.runs):
-            one.append(iperf(a, a_ns, args.seconds))
-            many.append(iperf(b, b_ns, args.seconds))
+            one.append(iperf(in_ns(a_ns), in_ns(a.lan), GUEST_IP, args.seconds))
+            many.append(iperf(in_ns(b_ns), in_ns(b.lan), GUEST_IP, args.seconds))
     finally:
         for fn in reversed(cleanup):
             fn()

@@ -1,6 +1,7 @@
 """How long a host takes to answer neighbour discovery: ARP requests (IPv4) or neighbour
 solicitations (IPv6) for TARGET, sent from IFACE, one at a time; prints JSON with the
-reply times in microseconds. Standard library only, so it runs in any namespace:
+reply times in microseconds. With --flood, it only sends broadcast ARP requests at a
+given rate (the load of a LAN full of ARP). Standard library only, so it runs in any namespace:
 
     ip netns exec LAN python3 bench/neigh_latency.py eth0 198.51.100.50 --count 2000
 
@@ -38,6 +39,27 @@ def arp_probe(iface: str, target: str, count: int, timeout: float) -> list[float
         return len(pkt) >= 42 and pkt[20:22] == b"\0\2" and pkt[28:32] == tip
 
     return _loop(s, lambda: s.send(frame), answered, count)
+
+
+def arp_flood(iface: str, target: str, rate: float, seconds: float) -> int:
+    """Broadcast ARP requests for TARGET at RATE per second for SECONDS (paced against
+    the clock, so a slow send catches up); how many were sent."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    s.bind((iface, ETH_P_ARP))
+    mac = s.getsockname()[4]
+    frame = (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+             + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac,
+                           socket.inet_aton(_own_address(iface, socket.AF_INET)), b"\0" * 6,
+                           socket.inet_aton(target)))
+    t0 = time.monotonic()
+    sent = 0
+    while (now := time.monotonic() - t0) < seconds:
+        due = int(now * rate) + 1
+        while sent < due:
+            s.send(frame)
+            sent += 1
+        time.sleep(max(0.0, sent / rate - (time.monotonic() - t0)))
+    return sent
 
 
 def ndp_probe(iface: str, target: str, count: int, timeout: float) -> list[float]:
@@ -104,7 +126,13 @@ def main() -> int:
     ap.add_argument("target")
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--timeout", type=float, default=1.0)
+    ap.add_argument("--flood", type=float, metavar="RATE",
+                    help="instead: send RATE broadcast ARP requests per second, no waiting")
+    ap.add_argument("--seconds", type=float, default=10, help="how long --flood sends")
     a = ap.parse_args()
+    if a.flood:
+        print(json.dumps({"sent": arp_flood(a.iface, a.target, a.flood, a.seconds)}))
+        return 0
     probe = ndp_probe if ":" in a.target else arp_probe
     print(json.dumps(probe(a.iface, a.target, a.count, a.timeout)))
     return 0

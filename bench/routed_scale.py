@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlib import iperf, load_text, med, runs_text, wire_routed_fillers  # noqa: E402
+from bench.benchlib import in_ns, iperf, load_text, med, runs_text, wire_routed_fillers  # noqa: E402
 from tests.nettopo import Topology  # noqa: E402
 from tests.xmlgen import domain_xml, routed  # noqa: E402
 
@@ -137,12 +137,12 @@ def main() -> int:
                               "net.ipv6.conf.enp0s5.use_oif_addrs_only").stdout.decode().strip()
         for t in hosts.values():  # warm-up: X learns the guest, TCP caches settle
             t.ping(t.lan, G4)
-            iperf(t.guests["g"].ns, t.lan, G4, 1)
+            iperf(in_ns(t.guests["g"].ns), in_ns(t.lan), G4, 1)
         blocks = [("arp", G4), ("ndp", G6)]
         for _ in range(args.runs):
             for k, t in hosts.items():
-                res[k].setdefault("gbit", []).append(iperf(t.guests["g"].ns, t.lan, G4,
-                                                           args.seconds))
+                res[k].setdefault("gbit", []).append(iperf(in_ns(t.guests["g"].ns), in_ns(t.lan),
+                                                           G4, args.seconds))
                 for name, target in blocks:
                     res[k].setdefault(name, []).extend(
                         neigh_times(t, target, args.probes // args.runs))
