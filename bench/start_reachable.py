@@ -4,10 +4,10 @@
 Guests: a routed container, a routed VM, a bridged container and a bridged VM wired by
 vzlibvirt, each with `conflict_probe` on and off; and, as the baseline, libvirt without
 vzlibvirt: a container and a VM with a plain `type='bridge'` interface on br0 and no
-vzlibvirt metadata. Computer X pings every 10 ms from just before `virsh start` (its
-neighbour retransmit time set to 10 ms, so X's own ARP back-off does not quantise the
-figure). Runs alternate between the guests. Figures are printed, never asserted.
-Needs root; takes the lab lock (and the lab down and up).
+vzlibvirt metadata. Computer X pings every 10 ms from just before `virsh start`
+(bench/first_reply.py; X's neighbour retransmit time set to 10 ms, so X's own ARP
+back-off does not quantise the figure). Runs alternate between the guests. Figures are
+printed, never asserted. Needs root; takes the lab lock (and the lab down and up).
 
 usage: python bench/start_reachable.py [--runs 3] [--no-vms]
 """
@@ -18,7 +18,6 @@ import argparse
 import re
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,25 +66,22 @@ def trial(lab: Lab, k: Kind) -> tuple[float, float]:
     """(virsh start seconds, seconds until X's first ping reply)."""
     ip = k.guest.ips[0]
     lab.in_lan(["ip", "neigh", "flush", "all"], check=False)
-    ping = subprocess.Popen(["ip", "netns", "exec", LAN_NETNS, "ping", "-n", "-q", "-i",
-                             "0.01", "-c", "1", "-w", "120", ip],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    answered: list[float] = []
-    waiter = threading.Thread(target=lambda: answered.append(
-        time.monotonic() if ping.wait() == 0 else float("nan")))
-    waiter.start()
-    time.sleep(0.05)  # ping is sending
+    pinger = subprocess.Popen(["ip", "netns", "exec", LAN_NETNS, sys.executable,
+                               str(Path(__file__).parent / "first_reply.py"), ip],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.1)  # it is sending
     t0 = time.monotonic()
     try:
         lab.start(k.guest)
         started = time.monotonic() - t0
-        waiter.join(125)
+        out, _ = pinger.communicate(timeout=125)
     finally:
-        if ping.poll() is None:
-            ping.kill()
-        waiter.join()
+        if pinger.poll() is None:
+            pinger.kill()
+            pinger.wait()
         lab.destroy(k.guest, check=False)
-    return started, answered[0] - t0
+    answered = float(out) if pinger.returncode == 0 else float("nan")
+    return started, answered - t0
 
 
 def main() -> int:
