@@ -175,7 +175,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,100,1000", help="filtered ports, comma-separated")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
-    ap.add_argument("--arp-rate", type=float, default=1000, help="ARP requests per second")
+    ap.add_argument("--arp-rate", type=float, default=100, help="ARP requests per second")
     ap.add_argument("--arp-seconds", type=float, default=10)
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--wire", type=int, help=argparse.SUPPRESS)
