@@ -55,9 +55,12 @@ def guest_xml(lab: Lab, g: guests.Guest, *, plain: bool = False, nwfilter: bool 
         xml = METADATA.sub("", xml, count=1).replace(CT_ETHERNET, CT_BRIDGE, 1)
     if nwfilter:
         params = "".join(f"<parameter name='IP' value={quoteattr(ip)}/>" for ip in g.v4)
+        # libvirt 9.0's LXC driver instantiates the filter before it names an unnamed
+        # veth ("filter binding has no port dev name"): name it
+        dev = "vnf" + g.mac.replace(":", "")[-6:]
         xml = xml.replace(f"<mac address={quoteattr(g.mac)}/>",
-                          f"<mac address={quoteattr(g.mac)}/><filterref "
-                          f"filter='clean-traffic'>{params}</filterref>", 1)
+                          f"<mac address={quoteattr(g.mac)}/><target dev={quoteattr(dev)}/>"
+                          f"<filterref filter='clean-traffic'>{params}</filterref>", 1)
     if vz_filter:
         mode = f" mode={quoteattr('bridged')}"
         xml = xml.replace(f"{mode}>", f"{mode} filter={quoteattr(vz_filter)}>", 1)
