@@ -9,10 +9,11 @@ br0 whose guest ends are up in a namespace of their own; vzlibvirt filters them 
 the engine (as its hooks would for a `type='bridge'` guest), nwfilter through
 nwfilter bindings (the object libvirt creates for each filtered guest interface, and
 re-applies when libvirtd starts). Only one side's filters exist at a time; for each
-size (default 1, 100 and 1,000 filtered ports) and side it measures:
+size (default 1, 100 and 1,000 filtered ports; nwfilter only up to --nwfilter-max,
+since each binding takes libvirt seconds) and side it measures:
   (a) throughput Computer X -> that side's container (iperf3 TCP, several runs)
   (c) `virsh start` of that side's container (destroyed and started again)
-and at the largest size also
+and from 2 filtered ports on also
   (b) host CPU while Computer X sends broadcast ARP requests (flooded to every port),
       against the same ports unfiltered
   (d) libvirtd restart (kill, start, until it answers: libvirt re-applies every
@@ -176,7 +177,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--arp-rate", type=float, default=100, help="ARP requests per second")
-    ap.add_argument("--arp-seconds", type=float, default=10)
+    ap.add_argument("--arp-seconds", type=float, default=20)
+    ap.add_argument("--nwfilter-max", type=int, default=100,
+                    help="largest size measured for nwfilter (each binding takes seconds)")
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--wire", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--unwire", action="store_true", help=argparse.SUPPRESS)
@@ -210,6 +213,8 @@ def main() -> int:
             sides["nwfilter"].reconnect(lab)
             for n in sizes:
                 for side, filt in sides.items():
+                    if side == "nwfilter" and n > args.nwfilter_max:
+                        continue
                     g = SIDES[side]
                     t0 = time.monotonic()
                     filt.apply(n - 1)
@@ -218,7 +223,7 @@ def main() -> int:
                     row["nft_lines"] = ruleset_lines(lab)
                     row["gbit"] = throughput(lab, g, args.runs, args.seconds)
                     row["start_s"] = start_times(lab, g, args.runs)
-                    if n == top:
+                    if n > 1:
                         row["arp"] = arp_cpu(lab, args.arp_rate, args.arp_seconds)
                         row["restart_s"] = restart_time(lab)
                         sides["nwfilter"].reconnect(lab)
@@ -238,36 +243,51 @@ def main() -> int:
 
 def report(res: dict, sizes: list[int], args, load: str) -> None:
     o, n = res["ours"], res["nwfilter"]
-    top = sizes[-1]
-    print(f"\nbridged port security: vzlibvirt filter=mac-ip vs libvirt nwfilter clean-traffic "
-          f"(lab, bridged containers on br0; {load} at the end)")
+
+    def cell(d: dict, size: int, key: str, fmt: str = "{:.2f}") -> str:
+        if size not in d:
+            return "-"
+        v = d[size][key]
+        return fmt.format(med(v) if isinstance(v, list) else v)
+
+    print(f"\nbridged port security: vzlibvirt filter=mac-ip vs libvirt nwfilter "
+          f"clean-traffic (lab, bridged containers on br0, {sizes[-1]} ports present; "
+          f"{load} at the end)")
     print(f"(a) throughput Computer X -> guest, iperf3 TCP, median of {args.runs} x "
-          f"{args.seconds:g} s, Gbit/s")
-    print(f"{'ports':>7} {'ours':>8} {'nwfilter':>9}   runs ours | nwfilter")
+          f"{args.seconds:g} s, Gbit/s; (c) virsh start of the filtered guest, median, s")
+    print(f"{'filtered':>8} {'(a) ours':>9} {'nwfilter':>9} {'(c) ours':>9} {'nwfilter':>9}"
+          "   runs (a) ours | nwfilter")
     for s in sizes:
-        print(f"{s:>7} {med(o[s]['gbit']):8.2f} {med(n[s]['gbit']):9.2f}   "
-              f"{runs_text(o[s]['gbit'])} | {runs_text(n[s]['gbit'])}")
+        print(f"{s:>8} {cell(o, s, 'gbit'):>9} {cell(n, s, 'gbit'):>9} "
+              f"{cell(o, s, 'start_s'):>9} {cell(n, s, 'start_s'):>9}   "
+              f"{runs_text(o[s]['gbit'])} | {runs_text(n[s]['gbit']) if s in n else '-'}")
     lo = sizes[0]
     for name, d in (("ours", o), ("nwfilter", n)):
-        print(f"    {name}: {top} ports / {lo}: {med(d[top]['gbit']) / med(d[lo]['gbit']):.3f}")
-    print(f"(b) CPU while X sends {args.arp_rate:g} broadcast ARP/s for {args.arp_seconds:g} s, "
-          f"{top} ports (per cent of one core above idle)")
-    for label, a in (("unfiltered", res["arp_none"]), ("ours", o[top]["arp"]),
-                     ("nwfilter", n[top]["arp"])):
-        print(f"    {label:>10}: softirq {a['softirq']:6.1f} %   system {a['system']:6.1f} %   "
+        hi = max(d)
+        print(f"    {name}: throughput {hi} / {lo} filtered: "
+              f"{med(d[hi]['gbit']) / med(d[lo]['gbit']):.3f}, start "
+              f"{med(d[hi]['start_s']) / med(d[lo]['start_s']):.2f}x")
+    print(f"(b) CPU above idle while X sends {args.arp_rate:g} broadcast ARP/s for "
+          f"{args.arp_seconds:g} s, flooded to {sizes[-1]} ports (per cent of one core)")
+    rows = [("none filtered", res["arp_none"])]
+    rows += [(f"ours, {s}", o[s]["arp"]) for s in sizes if "arp" in o.get(s, {})]
+    rows += [(f"nwfilter, {s}", n[s]["arp"]) for s in sizes if "arp" in n.get(s, {})]
+    for label, a in rows:
+        print(f"    {label:>15}: softirq {a['softirq']:6.1f} %   system {a['system']:6.1f} %   "
               f"all busy {a['busy']:6.1f} %")
-    print(f"(c) virsh start of the filtered guest, median of {args.runs}, s")
+    print(f"(d) libvirtd restart until it answers (none filtered: {res['restart_none']:.2f} s)")
     for s in sizes:
-        print(f"{s:>7} {med(o[s]['start_s']):8.2f} {med(n[s]['start_s']):9.2f}   "
-              f"{runs_text(o[s]['start_s'])} | {runs_text(n[s]['start_s'])}")
-    print(f"(d) libvirtd restart until it answers, {top} filtered ports: ours "
-          f"{o[top]['restart_s']:.2f} s, nwfilter {n[top]['restart_s']:.2f} s "
-          f"(no filtered ports: {res['restart_none']:.2f} s)")
+        if "restart_s" in o.get(s, {}):
+            print(f"    {s:>5} filtered: ours {o[s]['restart_s']:.2f} s, nwfilter "
+                  f"{cell(n, s, 'restart_s')} s")
     print("filtering the other ports (apply / remove, s) and nft ruleset lines:")
     for s in sizes:
-        print(f"{s - 1:>7} ports: ours {o[s]['apply_s']:.2f} / {o[s]['remove_s']:.2f} "
-              f"({o[s]['nft_lines']} lines), nwfilter {n[s]['apply_s']:.2f} / "
-              f"{n[s]['remove_s']:.2f} ({n[s]['nft_lines']} lines)")
+        line = f"{s - 1:>7} ports: ours {o[s]['apply_s']:.2f} / {o[s]['remove_s']:.2f} " \
+               f"({o[s]['nft_lines']} lines)"
+        if s in n:
+            line += (f", nwfilter {n[s]['apply_s']:.2f} / {n[s]['remove_s']:.2f} "
+                     f"({n[s]['nft_lines']} lines)")
+        print(line)
 
 
 if __name__ == "__main__":
