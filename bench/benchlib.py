@@ -32,10 +32,10 @@ def wire_routed_fillers(start: int, stop: int, config: Path, v4: bool = True,
     device per guest, not two. Their domain XML."""
     from pyroute2 import IPRoute, NetNS
 
-    from tests.xmlgen import domain_xml, routed
     from vzlibvirt.config import load_config
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.engine import wire
+    from vzlibvirt.lab.domxml import domain_xml, routed
     from vzlibvirt.netlink import Netlink
     from vzlibvirt.state import StateStore
 
@@ -61,15 +61,10 @@ def wire_routed_fillers(start: int, stop: int, config: Path, v4: bool = True,
     return xmls
 
 
-def in_ns(ns: str) -> list[str]:
-    """Command prefix: run in named network namespace NS."""
-    return ["ip", "netns", "exec", ns]
-
-
 def bridged_filler_xml(i: int, filt: str, source_bridge: str | None = None) -> bytes:
     """Filler guest I with filter FILT on port vfN: plugged by us (type='ethernet'), or
     by libvirt into SOURCE_BRIDGE (type='bridge': then we add only the port security)."""
-    from tests.xmlgen import bridged, domain_xml
+    from vzlibvirt.lab.domxml import bridged, domain_xml
 
     mac = f"52:54:00:f0:{i >> 8:02x}:{i & 255:02x}"
     kind = {"type": "bridge", "source_bridge": source_bridge} if source_bridge else {}
@@ -100,7 +95,7 @@ def wire_domains(xmls: list[bytes], config: Path | None = None, unwire: bool = F
 
 def iperf(server: list[str], client: list[str], dst: str, seconds: float) -> float:
     """One iperf3 TCP run to DST, the client under the command prefix CLIENT (e.g.
-    in_ns(...)), a server started under SERVER for this run only; Gbit/s received."""
+    in_netns(...)), a server started under SERVER for this run only; Gbit/s received."""
     server_p = subprocess.Popen([*server, "iperf3", "-s", "-1", "-B", dst],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

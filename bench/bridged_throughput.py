@@ -14,7 +14,6 @@ usage: python bench/bridged_throughput.py [--ports 1000] [--seconds 3] [--runs 3
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -25,36 +24,36 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlib import bridged_filler_xml, in_ns, iperf, wire_domains  # noqa: E402
-from tests.nettopo import Topology, add_bridged_guest  # noqa: E402
-from tests.xmlgen import bridged, domain_xml  # noqa: E402
+from bench.benchlib import bridged_filler_xml, iperf, wire_domains  # noqa: E402
+from vzlibvirt.lab.domxml import bridged, domain_xml  # noqa: E402
+from vzlibvirt.lab.runner import VzCli, in_netns  # noqa: E402
+from vzlibvirt.lab.topology import Topology  # noqa: E402
 
 GUEST_IP = "198.51.100.101"
 
 
-def vz(topo: Topology, env: dict, *args: str, xml: bytes = b"") -> None:
-    cmd = ["ip", "netns", "exec", topo.host, sys.executable, "-m", "vzlibvirt", *args]
-    r = subprocess.run(cmd, input=xml, capture_output=True, env=env, timeout=120)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:3])}: {r.stderr.decode().strip()}")
+def vz(topo: Topology, cli: VzCli, *args: str, xml: bytes = b"") -> None:
+    r = cli.run(*args, stdin=xml, ns=topo.host, timeout=120)
+    if r.rc != 0:
+        raise SystemExit(f"{' '.join(args[:3])}: {r.stderr.strip()}")
 
 
-def build(tag: str, ports: int, env_base: dict, cleanup: list) -> tuple[Topology, str, int]:
+def build(tag: str, ports: int, cleanup: list) -> tuple[Topology, str, int]:
     """A host with br0 and one filtered guest, plus ports-1 more filtered guests."""
-    topo = Topology(tag=tag)
+    topo = Topology.throwaway(tag)
     cleanup.append(topo.close)
     tmp = Path(tempfile.mkdtemp(prefix=f"vzbench-{tag}-"))
     cleanup.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
     config = tmp / "vzlibvirt.toml"
     config.write_text(f'[state]\ndir = "{tmp / "state"}"\n')
-    env = {**env_base, "VZLIBVIRT_CONFIG": str(config)}
+    cli = VzCli(config, base_env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     topo.up(ipv6=False)
-    vz(topo, env, "bridge", "create", "br0", "--uplink", "enp0s5")
-    g = add_bridged_guest(topo, "g", f"{GUEST_IP}/24", host_dev="vb0")
+    vz(topo, cli, "bridge", "create", "br0", "--uplink", "enp0s5")
+    g = topo.add_bridged_guest("g", f"{GUEST_IP}/24", host_dev="vb0")
     xml = domain_xml("g", interfaces=[bridged(g.mac, target="vb0", filter="mac-ip",
                                               ips=[GUEST_IP])])
     for op in ("prepare", "started"):
-        vz(topo, env, "hook", "lxc", "g", op, "begin", "-", xml=xml)
+        vz(topo, cli, *cli.hook_args("lxc", "g", op), xml=xml)
     fakes = ports - 1
     if fakes:
         batch = "".join(f"link add vf{i} type veth peer name vfp{i}\nlink set vf{i} up\n"
@@ -62,11 +61,8 @@ def build(tag: str, ports: int, env_base: dict, cleanup: list) -> tuple[Topology
         subprocess.run(["ip", "-n", topo.host, "-batch", "-"], input=batch.encode(),
                        check=True)
         subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
-                        "--wire-fakes", str(fakes)], env=env, check=True, timeout=1800)
-    out = topo.exec(topo.host, "nft", "-j", "list", "map", "bridge", "vzlibvirt", "ports",
-                    check=True)
-    n_ports = len(json.loads(out.stdout)["nftables"][1]["map"].get("elem", []))
-    return topo, g.ns, n_ports
+                        "--wire-fakes", str(fakes)], env=cli.env(), check=True, timeout=1800)
+    return topo, g.ns, len(topo.nft_elements("ports"))
 
 
 def main() -> int:
@@ -82,20 +78,19 @@ def main() -> int:
     if not shutil.which("iperf3"):
         raise SystemExit("iperf3 is not installed (apt-get install iperf3)")
 
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO)}
     cleanup: list = []
     one: list[float] = []
     many: list[float] = []
     try:
         # Both hosts exist at once and runs alternate between them, so drift of this
         # shared 2-core machine hits both sides alike (run-to-run noise here is ~10%).
-        a, a_ns, a_ports = build("bench1", 1, env, cleanup)
-        b, b_ns, b_ports = build("benchN", args.ports, env, cleanup)
+        a, a_ns, a_ports = build("bench1", 1, cleanup)
+        b, b_ns, b_ports = build("benchN", args.ports, cleanup)
         for topo, ns in ((a, a_ns), (b, b_ns)):  # warm-up
-            iperf(in_ns(ns), in_ns(topo.lan), GUEST_IP, 1)
+            iperf(in_netns(ns), in_netns(topo.lan), GUEST_IP, 1)
         for _ in range(args.runs):
-            one.append(iperf(in_ns(a_ns), in_ns(a.lan), GUEST_IP, args.seconds))
-            many.append(iperf(in_ns(b_ns), in_ns(b.lan), GUEST_IP, args.seconds))
+            one.append(iperf(in_netns(a_ns), in_netns(a.lan), GUEST_IP, args.seconds))
+            many.append(iperf(in_netns(b_ns), in_netns(b.lan), GUEST_IP, args.seconds))
     finally:
         for fn in reversed(cleanup):
             fn()

@@ -33,8 +33,6 @@ sys.path.insert(0, str(REPO))
 
 from bench.benchlib import wire_routed_fillers  # noqa: E402
 
-OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
-       ("release", "end"))
 GUEST_IP = "198.51.100.250"
 SHELL_HOOK = """#!/bin/sh
 # the bare shell hook: routed wiring of one IP with ip/sysctl, nothing else
@@ -54,13 +52,12 @@ stopped)
 esac
 exit 0
 """.replace("@IP@", GUEST_IP)
-LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
 
 
 def outer(args) -> int:
-    from tests.nettopo import Topology
+    from vzlibvirt.lab.topology import Topology
 
-    topo = Topology(tag="bench" + os.urandom(2).hex())
+    topo = Topology.throwaway(tag="bench" + os.urandom(2).hex())
     try:
         topo.up()
         peers = f"vzt-{topo.tag}-fillers"  # the guests' ends of the fillers' veths
@@ -107,8 +104,9 @@ def report(res: dict) -> None:
 # ---- inside the host namespace ---------------------------------------------------------
 
 def inner(args) -> int:
-    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
     from vzlibvirt.hookinstall import install
+    from vzlibvirt.lab.domxml import domain_xml, routed
 
     sizes = sorted({int(n) for n in args.guests.split(",")})
     work = Path(tempfile.mkdtemp(prefix="vzbench-"))
@@ -136,14 +134,14 @@ def inner(args) -> int:
                   file=sys.stderr)
             wired = n
         row = {"shell": measure([str(shell)], xml, {}, args.rounds)}
-        row["inproc"] = measure([str(shim)], xml, {"VZLIBVIRT_AGENT_SOCKET": "none"},
+        row["inproc"] = measure([str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT},
                                 args.rounds, env_cfg)
         agent = start_agent(config, sock)
         try:
             row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
             row.update(agent_idle(agent.pid, args.idle_seconds))
         finally:
-            stop_agent(agent)
+            agent.stop(timeout=10)
         res["sizes"][str(n)] = row
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
@@ -156,12 +154,14 @@ def inner(args) -> int:
 def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
     """Median time of the five calls. Between `started` and `stopped` the guest's device
     is deleted, untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
+    from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
+
     env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
     totals = []
     for _ in range(rounds + 1):
         _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
         total = 0.0
-        for op, sub in OPS:
+        for op, sub in LIFE:
             if op == "stopped":
                 _sh("ip", "link", "del", "vnb0")
             t0 = time.perf_counter()
@@ -172,18 +172,6 @@ def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
                 raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
         totals.append(total)
     return statistics.median(totals[1:]) * 1000  # the first round warms caches
-
-
-def start_agent(config: Path, sock: Path) -> subprocess.Popen:
-    env = {**os.environ, "VZLIBVIRT_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "vzlibvirt", "agent"], env=env,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the agent did not come up")
-        time.sleep(0.02)
-    return proc
 
 
 def agent_idle(pid: int, seconds: float) -> dict:
@@ -201,9 +189,12 @@ def agent_idle(pid: int, seconds: float) -> dict:
     return {"rss_mb": rss / 1024, "idle_cpu_pct": 100 * (cpu() - c0) / (time.monotonic() - t0)}
 
 
-def stop_agent(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
+def start_agent(config: Path, sock: Path):
+    """The resident agent in this (the host) namespace, once it serves its socket."""
+    from vzlibvirt.lab.resident import Resident
+    from vzlibvirt.lab.runner import VzCli
+
+    return Resident.start(VzCli(config), "agent", log=config.with_name("agent.log"), sock=sock)
 
 
 def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> dict:
@@ -241,7 +232,7 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> d
                 time.sleep(0.005)
             out["republish_s"] = time.perf_counter() - t0
     finally:
-        stop_agent(agent)
+        agent.stop(timeout=10)
     return out
 
 

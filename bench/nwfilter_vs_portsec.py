@@ -38,11 +38,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlab import define, guest_xml, lab_session, timed_start  # noqa: E402
+from bench.benchlab import define, guest_xml, lab_session, plain, timed_start  # noqa: E402
 from bench.benchlib import (  # noqa: E402
     CpuSample,
     bridged_filler_xml,
-    in_ns,
     iperf,
     load_text,
     med,
@@ -51,12 +50,14 @@ from bench.benchlib import (  # noqa: E402
 )
 from vzlibvirt.lab.guests import Guest  # noqa: E402
 from vzlibvirt.lab.lab import Lab  # noqa: E402
+from vzlibvirt.lab.runner import in_netns  # noqa: E402
 from vzlibvirt.lab.settings import BRIDGE, HOST_NETNS, LAN_DEV, LAN_NETNS  # noqa: E402
 
 FILL_NS = "vzt-nwf-fillers"
-OURS = Guest("nwf-ours", "ct", "52:54:00:5e:01:51", ("198.51.100.151",), mode="bridged")
-LIBVIRT = Guest("nwf-libvirt", "ct", "52:54:00:5e:01:52", ("198.51.100.152",),
-                mode="bridged")
+OURS = Guest("nwf-ours", "ct", "52:54:00:5e:01:51", ("198.51.100.151",), mode="bridged",
+             vz_attrs={"filter": "mac-ip"})
+LIBVIRT = plain(Guest("nwf-libvirt", "ct", "52:54:00:5e:01:52", ("198.51.100.152",),
+                      mode="bridged"))
 SIDES = {"ours": OURS, "nwfilter": LIBVIRT}
 NOBODY = "198.51.100.250"  # what X's flood asks for: no one answers, every port sees it
 
@@ -69,7 +70,7 @@ def sh(*args: str, input: str | None = None) -> None:
 def make_ports(n: int) -> None:
     """N veth ports vfI of br0 in the lab host, their guest ends up in FILL_NS."""
     sh("ip", "netns", "add", FILL_NS)
-    sh(*in_ns(FILL_NS), "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+    sh(*in_netns(FILL_NS), "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
     sh("ip", "-n", HOST_NETNS, "-batch", "-", input="".join(
         f"link add vf{i} type veth peer name vfp{i} netns {FILL_NS}\n"
         f"link set vf{i} master {BRIDGE}\nlink set vf{i} up\n" for i in range(n)))
@@ -88,7 +89,7 @@ class Ours:
         self.n = 0
 
     def _run(self, n: int, unwire: bool) -> None:
-        sh(*in_ns(HOST_NETNS), sys.executable, __file__, "--wire", str(n), "--config",
+        sh(*in_netns(HOST_NETNS), sys.executable, __file__, "--wire", str(n), "--config",
            str(self.config), *(["--unwire"] if unwire else []))
 
     def apply(self, n: int) -> None:
@@ -136,7 +137,7 @@ def server_prefix(lab: Lab, g: Guest) -> list[str]:
 
 
 def throughput(lab: Lab, g: Guest, runs: int, seconds: float) -> list[float]:
-    return [iperf(server_prefix(lab, g), in_ns(LAN_NETNS), g.ips[0], seconds)
+    return [iperf(server_prefix(lab, g), in_netns(LAN_NETNS), g.ips[0], seconds)
             for _ in range(runs)]
 
 
@@ -203,10 +204,9 @@ def main() -> int:
                                  "(package libvirt-daemon-config-nwfilter)")
             make_ports(top - 1)
             for side, g in SIDES.items():
-                define(lab, g, guest_xml(lab, g, nwfilter=side == "nwfilter",
-                                         vz_filter="mac-ip" if side == "ours" else None))
+                define(lab, g, guest_xml(lab, g, nwfilter=side == "nwfilter"))
                 lab.start(g)
-                iperf(server_prefix(lab, g), in_ns(LAN_NETNS), g.ips[0], 1)  # warm-up
+                iperf(server_prefix(lab, g), in_netns(LAN_NETNS), g.ips[0], 1)  # warm-up
             sides = {"ours": Ours(work), "nwfilter": NwFilter(lab)}
             res["arp_none"] = arp_cpu(lab, args.arp_rate, args.arp_seconds)
             res["restart_none"] = restart_time(lab)

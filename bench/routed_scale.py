@@ -34,23 +34,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlib import in_ns, iperf, load_text, med, runs_text, wire_routed_fillers  # noqa: E402
-from tests.nettopo import Topology  # noqa: E402
-from tests.xmlgen import domain_xml, routed  # noqa: E402
+from bench.benchlib import iperf, load_text, med, runs_text, wire_routed_fillers  # noqa: E402
+from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT  # noqa: E402
+from vzlibvirt.lab.domxml import domain_xml, routed  # noqa: E402
+from vzlibvirt.lab.runner import VzCli, in_netns  # noqa: E402
+from vzlibvirt.lab.topology import Topology  # noqa: E402
 
 G4, G6 = "198.51.100.50", "2001:db8:100::50"
 NEIGH = Path(__file__).resolve().parent / "neigh_latency.py"
 
 
-def vz(topo: Topology, env: dict, *args: str, xml: bytes = b"") -> None:
-    cmd = ["ip", "netns", "exec", topo.host, sys.executable, "-m", "vzlibvirt", *args]
-    r = subprocess.run(cmd, input=xml, capture_output=True, env=env, timeout=120)
-    if r.returncode != 0:
-        raise SystemExit(f"vzlibvirt {' '.join(args[:4])}: {r.stderr.decode().strip()}")
 
 
 def build(tag: str, fillers: int, cleanup: list) -> Topology:
-    topo = Topology(tag=tag)
+    topo = Topology.throwaway(tag)
     cleanup.append(topo.close)
     work = Path(tempfile.mkdtemp(prefix=f"vzbench-{tag}-", dir="/run"))
     cleanup.append(lambda: shutil.rmtree(work, ignore_errors=True))
@@ -58,13 +55,15 @@ def build(tag: str, fillers: int, cleanup: list) -> Topology:
     config.write_text(f'[state]\ndir = "{work / "state"}"\n'
                       '[routed]\nneighbour_devs = ["enp0s5"]\nconflict_probe = false\n'
                       'announce = false\n')
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(REPO),
-           "VZLIBVIRT_CONFIG": str(config), "VZLIBVIRT_AGENT_SOCKET": "none"}
+    cli = VzCli(config, base_env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     topo.up()
     g = topo.add_guest("g", [G4, G6], host_dev="vg0")
     xml = domain_xml("g", interfaces=[routed(g.mac, [G4, G6], target="vg0", native=True)])
     for op in ("prepare", "started"):
-        vz(topo, env, "hook", "lxc", "g", op, "begin", "-", xml=xml)
+        r = cli.hook("lxc", "g", op, xml, ns=topo.host, timeout=120,
+                     **{AGENT_SOCKET_ENV: NO_AGENT})
+        if r.rc != 0:
+            raise SystemExit(f"vzlibvirt hook {op}: {r.stderr.strip()}")
     if fillers:
         t0 = time.monotonic()
         peers = f"vzt-{tag}-fillers"  # the guests' ends of the fillers' veths
@@ -72,8 +71,8 @@ def build(tag: str, fillers: int, cleanup: list) -> Topology:
         topo.namespaces.append(peers)
         topo.sysctl(peers, "net.ipv6.conf.default.disable_ipv6", "1")
         subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__, "--fill",
-                        str(fillers), "--config", str(config), "--peer-ns", peers], env=env,
-                       check=True, timeout=7200)
+                        str(fillers), "--config", str(config), "--peer-ns", peers],
+                       env=cli.env(), check=True, timeout=7200)
         print(f"[{tag}] wired {fillers} routed guests in {time.monotonic() - t0:.0f} s",
               file=sys.stderr)
     return topo
@@ -134,15 +133,15 @@ def main() -> int:
                  "N": build(os.urandom(2).hex() + "rN", args.guests, cleanup)}
         counts = {k: proxies(t) for k, t in hosts.items()}
         oif = hosts["N"].exec(hosts["N"].host, "sysctl", "-n",
-                              "net.ipv6.conf.enp0s5.use_oif_addrs_only").stdout.decode().strip()
+                              "net.ipv6.conf.enp0s5.use_oif_addrs_only").stdout.strip()
         for t in hosts.values():  # warm-up: X learns the guest, TCP caches settle
             t.ping(t.lan, G4)
-            iperf(in_ns(t.guests["g"].ns), in_ns(t.lan), G4, 1)
+            iperf(in_netns(t.guests["g"].ns), in_netns(t.lan), G4, 1)
         blocks = [("arp", G4), ("ndp", G6)]
         for _ in range(args.runs):
             for k, t in hosts.items():
-                res[k].setdefault("gbit", []).append(iperf(in_ns(t.guests["g"].ns), in_ns(t.lan),
-                                                           G4, args.seconds))
+                res[k].setdefault("gbit", []).append(
+                    iperf(in_netns(t.guests["g"].ns), in_netns(t.lan), G4, args.seconds))
                 for name, target in blocks:
                     res[k].setdefault(name, []).extend(
                         neigh_times(t, target, args.probes // args.runs))
@@ -150,7 +149,7 @@ def main() -> int:
             for t in hosts.values():
                 key = "net.ipv6.conf.enp0s5.use_oif_addrs_only"
                 old = t.exec(t.host, "sysctl", "-n", key, check=True).stdout.strip()
-                flipped = "0" if old == b"1" else "1"
+                flipped = "0" if old == "1" else "1"
                 t.sysctl(t.host, key, flipped)
             for _ in range(args.runs):
                 for k, t in hosts.items():

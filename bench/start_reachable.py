@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlab import define, guest_xml, lab_session  # noqa: E402
+from bench.benchlab import define, guest_xml, lab_session, plain  # noqa: E402
 from bench.benchlib import load_text, med, runs_text  # noqa: E402
 from vzlibvirt.lab.guests import Guest  # noqa: E402
 from vzlibvirt.lab.lab import Lab  # noqa: E402
@@ -36,7 +36,6 @@ from vzlibvirt.lab.settings import BRIDGE, LAN_DEV, LAN_NETNS  # noqa: E402
 class Kind:
     label: str
     guest: Guest
-    plain: bool = False  # libvirt alone: no vzlibvirt metadata, type='bridge'
 
 
 KINDS = (
@@ -47,11 +46,11 @@ KINDS = (
     Kind("bridged VM", Guest("sr-bvm", "vm", "52:54:00:5e:00:44", ("198.51.100.144",),
                              mode="bridged", source_bridge=BRIDGE)),
     Kind("plain bridge container (libvirt only)",
-         Guest("sr-pct", "ct", "52:54:00:5e:00:45", ("198.51.100.145",), mode="bridged"),
-         plain=True),
+         plain(Guest("sr-pct", "ct", "52:54:00:5e:00:45", ("198.51.100.145",),
+                     mode="bridged"))),
     Kind("plain bridge VM (libvirt only)",
-         Guest("sr-pvm", "vm", "52:54:00:5e:00:46", ("198.51.100.146",), mode="bridged",
-               source_bridge=BRIDGE), plain=True),
+         plain(Guest("sr-pvm", "vm", "52:54:00:5e:00:46", ("198.51.100.146",),
+                     mode="bridged"))),
 )
 
 
@@ -95,7 +94,7 @@ def main() -> int:
         for key, value in (("retrans_time_ms", "10"), ("mcast_solicit", "10")):
             lab.in_lan(["sysctl", "-qw", f"net.ipv4.neigh.{LAN_DEV}.{key}={value}"])
         for k in kinds:
-            define(lab, k.guest, guest_xml(lab, k.guest, plain=k.plain))
+            define(lab, k.guest, guest_xml(lab, k.guest))
         for probe in (True, False):
             set_probe(lab, probe)
             for _ in range(args.runs):

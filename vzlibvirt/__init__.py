@@ -5,5 +5,3 @@ heavy modules (lxml, pyroute2) are imported only by the code paths that need the
 """
 
 __version__ = "0.1.0"
-XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
-MAX_XML_BYTES = 1 << 20  # libvirt domain XML is kilobytes; anything this large is hostile

@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import logging
 import os
-import signal
 import socket
 import struct
-import sys
 import threading
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
+from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
-from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
-from vzlibvirt.hookclient import decode, encode, recv_all
+from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
+from vzlibvirt.errors import EXIT_OK, VzError
+from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
 IFF_UP = 0x1
-MAX_REQUEST = (1 << 20) + (1 << 16)  # the XML limit plus room for the arguments
+MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 
 
@@ -52,26 +51,18 @@ class Agent:
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         from vzlibvirt.netlink import Netlink
-        from vzlibvirt.wiring import load_plugins
 
-        load_plugins()
         self.resources = hookmod.Resources(config=config, netlink=Netlink())
 
     # lifecycle
     def acquire(self) -> None:
         """Refuse to run beside another agent of the same state dir."""
         self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.store.root / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AgentBusy(f"another agent (pid {other}) already serves {self.store.root}") \
-                from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+            self._lock_fd = singleton.hold(self.store.root / "agent.lock")
+        except singleton.AlreadyRunning as exc:
+            raise AgentBusy(f"another agent (pid {exc.pid}) already serves "
+                            f"{self.store.root}") from None
 
     def listen(self) -> None:
         path = self.socket_path
@@ -95,6 +86,9 @@ class Agent:
         from vzlibvirt.dnsmasq import start_in_thread
 
         self.dhcp = start_in_thread(self.config)  # [dhcp] enable: dnsmasq under the agent
+        self.ra = None
+        if self.dhcp is not None:  # IPv6 routed VMs: router advertisements beside DHCP
+            self.ra = ra.start_in_thread(self.store, str(self.config.routed.gateway6))
         log.info("agent %d listening on %s (state %s)", os.getpid(), self.socket_path,
                  self.store.root)
         assert self._listener is not None
@@ -116,6 +110,8 @@ class Agent:
             self._listener.close()
 
     def close(self) -> None:
+        if getattr(self, "ra", None) is not None:
+            self.ra.stop()
         if getattr(self, "dhcp", None) is not None:
             self.dhcp.close()
         with contextlib.suppress(FileNotFoundError):
@@ -246,7 +242,7 @@ class Agent:
             for record in self.index.records_for(dev):
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
                 if (dev, ifindex) not in devices or any(
-                        _ifindex(name) == idx for name, idx in devices):
+                        netdev.ifindex(name) == idx for name, idx in devices):
                     continue
                 try:
                     outcome = unwire(record.key, self.store, self.resources.netlink)
@@ -276,27 +272,14 @@ def main(argv: list[str]) -> int:
                         help="print a systemd unit for this installation and exit")
     args = parser.parse_args(argv)
     if args.print_unit:
-        exe = Path(sys.executable).with_name("vzlibvirt")
         unit = Path(__file__).with_name("data") / "vzlibvirt-agent.service"
-        print(unit.read_text().replace(
-            "@EXEC@", str(exe) if exe.exists() else f"{sys.executable} -m vzlibvirt"), end="")
+        print(unit.read_text().replace("@EXEC@", exec_command()), end="")
         return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format="vzlibvirt-agent: %(message)s")
-    try:
+
+    def start():
         agent = Agent(load_config(), args.socket)
         agent.acquire()
         agent.listen()
-    except VzError as exc:
-        print(exc.line(), file=sys.stderr)
-        return EXIT_REFUSED
-    signal.signal(signal.SIGTERM, agent.stop)
-    signal.signal(signal.SIGINT, agent.stop)
-    agent.serve_forever()
-    return EXIT_OK
+        return agent.serve_forever, agent.stop
 
-
-def _ifindex(name: str) -> int | None:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None
+    return run_foreground("vzlibvirt-agent", start)

@@ -23,9 +23,13 @@ from typing import Any
 from vzlibvirt import faults
 from vzlibvirt.addresses import AddressError, parse_ifname
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
+from vzlibvirt.fsutil import atomic_write
+from vzlibvirt.netlink import error_text
+from vzlibvirt.netlink_admin import IFA_F_NODAD, AddrSpec, BridgeNetlink, RouteSpec
+from vzlibvirt.reverter import Reverter
+from vzlibvirt.state import StateStore
 
 FORMAT_VERSION = 1
-IFA_F_NODAD = 0x02
 
 
 @dataclass
@@ -53,8 +57,6 @@ class BridgeRecord:
 
 class BridgeStore:
     def __init__(self, state_dir: Path):
-        from vzlibvirt.state import StateStore
-
         self.states = StateStore(state_dir)
         self.dir = Path(state_dir) / "bridges"
 
@@ -68,44 +70,31 @@ class BridgeStore:
             return None
 
     def save(self, rec: BridgeRecord) -> None:
-        from vzlibvirt.state import _atomic_write
-
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _atomic_write(self.path(rec.bridge), json.dumps(rec.to_json(), indent=1).encode())
+        atomic_write(self.path(rec.bridge), json.dumps(rec.to_json(), indent=1).encode())
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(name).unlink()
 
 
-class Steps:
-    """Run steps with their undo; on failure undo the done ones, newest first."""
+def _step(revert: Reverter, what: str, do: Callable[[], object],
+          undo: Callable[[], object]) -> None:
+    """Run one step and register its undo once it succeeded; a netlink error becomes
+    the one-line refusal `cannot <step>: <reason>`."""
+    faults.checkpoint(what)
+    try:
+        do()
+    except VzError:
+        raise
+    except Exception as exc:
+        raise VzError(f"cannot {what}: {error_text(exc)}") from None
+    revert.add(undo, what)
 
-    def __init__(self, nl) -> None:
-        self.nl = nl
-        self.undo: list[tuple[str, Callable[[], object]]] = []
 
-    def run(self, what: str, do: Callable[[], object], undo: Callable[[], object]) -> None:
-        faults.checkpoint(what)
-        try:
-            do()
-        except VzError:
-            raise
-        except Exception as exc:
-            from vzlibvirt.netlink import error_text
-
-            raise VzError(f"cannot {what}: {error_text(exc)}") from None
-        self.undo.append((what, undo))
-
-    def rollback(self) -> list[str]:
-        failed = []
-        for what, undo in reversed(self.undo):
-            try:
-                undo()
-            except Exception as exc:  # keep undoing the rest; report what stayed
-                failed.append(f"undo of '{what}' failed: {exc}")
-        self.undo.clear()
-        return failed
+def _undo(revert: Reverter) -> list[str]:
+    """Undo the steps done, newest first; what could not be undone."""
+    return [f"undo of '{what}' failed: {exc}" for what, exc in revert.fail()]
 
 
 def _ignore(call: Callable[[], object]) -> Callable[[], None]:
@@ -167,15 +156,15 @@ class BridgeAdmin:
     def _create_plain(self, name: str) -> str:
         rec = BridgeRecord(bridge=name)
         self.store.save(rec)
-        steps = Steps(self.nl)
+        revert = Reverter()
         box: dict[str, int] = {}
         try:
-            steps.run(f"create bridge {name}",
-                      lambda: box.setdefault("br", self.nl.bridge_add(name, None, None)),
-                      lambda: self.nl.link_del(box["br"]))
-            steps.run(f"set {name} up", lambda: self.nl.set_up(box["br"]), lambda: None)
+            _step(revert, f"create bridge {name}",
+                  lambda: box.setdefault("br", self.nl.bridge_add(name, None, None)),
+                  lambda: self.nl.link_del(box["br"]))
+            _step(revert, f"set {name} up", lambda: self.nl.set_up(box["br"]), lambda: None)
         except BaseException:
-            self._fail(steps, name)
+            self._fail(revert, name)
             raise
         rec.phase = "created"
         self.store.save(rec)
@@ -192,54 +181,52 @@ class BridgeAdmin:
                            addresses=[asdict(a) for a in addrs],
                            routes=[asdict(r) for r in routes])
         self.store.save(rec)  # written ahead: a crash from here on is undone by delete
-        steps = Steps(nl)
+        revert = Reverter()
         box: dict[str, int] = {}
         upi = up.index
         try:
-            steps.run(f"create bridge {name} (mtu {up.mtu}, mac {up.mac})",
-                      lambda: box.setdefault("br", nl.bridge_add(name, up.mac, up.mtu)),
-                      lambda: nl.link_del(box["br"]))
-            steps.run(f"enslave {up.name} to {name}",
-                      lambda: nl.set_master(upi, box["br"]), lambda: nl.set_master(upi, None))
-            steps.run(f"set {name} up", lambda: nl.set_up(box["br"]), lambda: None)
+            _step(revert, f"create bridge {name} (mtu {up.mtu}, mac {up.mac})",
+                  lambda: box.setdefault("br", nl.bridge_add(name, up.mac, up.mtu)),
+                  lambda: nl.link_del(box["br"]))
+            _step(revert, f"enslave {up.name} to {name}",
+                  lambda: nl.set_master(upi, box["br"]), lambda: nl.set_master(upi, None))
+            _step(revert, f"set {name} up", lambda: nl.set_up(box["br"]), lambda: None)
             # Routes leave before their addresses (a gateway route needs its subnet), then
             # addresses leave newest first (removing a primary drops its secondaries).
             for r in routes:
-                steps.run(f"remove route {r.describe()} from {up.name}",
-                          lambda r=r: nl.route_del_spec(upi, r),
-                          lambda r=r: nl.route_add_spec(upi, r))
+                _step(revert, f"remove route {r.describe()} from {up.name}",
+                      lambda r=r: nl.route_del_spec(upi, r),
+                      lambda r=r: nl.route_add_spec(upi, r))
             for a in reversed(addrs):
-                steps.run(f"remove address {a.address}/{a.prefixlen} from {up.name}",
-                          lambda a=a: nl.addr_del(upi, a.address, a.prefixlen),
-                          lambda a=a: nl.addr_add_spec(upi, a, label=a.label))
+                _step(revert, f"remove address {a.address}/{a.prefixlen} from {up.name}",
+                      lambda a=a: nl.addr_del(upi, a.address, a.prefixlen),
+                      lambda a=a: nl.addr_add_spec(upi, a, label=a.label))
             for a in addrs:
-                steps.run(f"add address {a.address}/{a.prefixlen} to {name}",
-                          lambda a=a: nl.addr_add_spec(box["br"], a, IFA_F_NODAD,
-                                                       _label(a, up.name, name)),
-                          lambda a=a: nl.addr_del(box["br"], a.address, a.prefixlen))
+                _step(revert, f"add address {a.address}/{a.prefixlen} to {name}",
+                      lambda a=a: nl.addr_add_spec(box["br"], a, IFA_F_NODAD,
+                                                   _label(a, up.name, name)),
+                      lambda a=a: nl.addr_del(box["br"], a.address, a.prefixlen))
             for r in routes:
-                steps.run(f"add route {r.describe()} to {name}",
-                          lambda r=r: nl.route_add_spec(box["br"], r),
-                          lambda r=r: nl.route_del_spec(box["br"], r))
+                _step(revert, f"add route {r.describe()} to {name}",
+                      lambda r=r: nl.route_add_spec(box["br"], r),
+                      lambda r=r: nl.route_del_spec(box["br"], r))
             faults.checkpoint("commit")
         except BaseException:
-            self._fail(steps, name)
+            self._fail(revert, name)
             raise
         rec.phase = "created"
         self.store.save(rec)
         return (f"bridge {name} created over {up.name} (mtu {up.mtu}, mac {up.mac}); moved "
                 f"{len(addrs)} addresses and {len(routes)} routes")
 
-    def _fail(self, steps: Steps, name: str) -> None:
-        failed = steps.rollback()
+    def _fail(self, revert: Reverter, name: str) -> None:
+        failed = _undo(revert)
         if failed:  # keep the record: `delete` can finish the job
             raise VzError(f"{failed[0]} (state kept in {self.store.path(name)})")
         self.store.delete(name)
 
     # delete
     def delete(self, name: str, interrupted: bool = False) -> str:
-        from vzlibvirt.netlink import AddrSpec, RouteSpec
-
         nl = self.nl
         rec = self.store.load(name)
         br = nl.link(name)
@@ -258,43 +245,43 @@ class BridgeAdmin:
                               f"stop those guests first")
         addrs = [AddrSpec(**a) for a in rec.addresses]
         routes = [RouteSpec(**r) for r in rec.routes]
-        steps = Steps(nl)
+        revert = Reverter()
         bri = br.index if br is not None else None
         try:
             if bri is not None:
                 for r in routes:
-                    steps.run(f"remove route {r.describe()} from {name}",
-                              lambda r=r: nl.route_del_spec(bri, r),
-                              _ignore(lambda r=r: nl.route_add_spec(bri, r)))
+                    _step(revert, f"remove route {r.describe()} from {name}",
+                          lambda r=r: nl.route_del_spec(bri, r),
+                          _ignore(lambda r=r: nl.route_add_spec(bri, r)))
                 for a in reversed(addrs):
-                    steps.run(f"remove address {a.address}/{a.prefixlen} from {name}",
-                              lambda a=a: nl.addr_del(bri, a.address, a.prefixlen),
-                              _ignore(lambda a=a: nl.addr_add_spec(
-                                  bri, a, IFA_F_NODAD, _label(a, rec.uplink or "", name))))
+                    _step(revert, f"remove address {a.address}/{a.prefixlen} from {name}",
+                          lambda a=a: nl.addr_del(bri, a.address, a.prefixlen),
+                          _ignore(lambda a=a: nl.addr_add_spec(
+                              bri, a, IFA_F_NODAD, _label(a, rec.uplink or "", name))))
             if up is not None:
                 upi = up.index
                 if bri is not None and up.master == bri:
-                    steps.run(f"release {up.name} from {name}",
-                              lambda: nl.set_master(upi, None),
-                              lambda: nl.set_master(upi, bri))
+                    _step(revert, f"release {up.name} from {name}",
+                          lambda: nl.set_master(upi, None),
+                          lambda: nl.set_master(upi, bri))
                 for a in addrs:
-                    steps.run(f"add address {a.address}/{a.prefixlen} to {up.name}",
-                              lambda a=a: nl.addr_add_spec(upi, a, label=a.label),
-                              _ignore(lambda a=a: nl.addr_del(upi, a.address, a.prefixlen)))
+                    _step(revert, f"add address {a.address}/{a.prefixlen} to {up.name}",
+                          lambda a=a: nl.addr_add_spec(upi, a, label=a.label),
+                          _ignore(lambda a=a: nl.addr_del(upi, a.address, a.prefixlen)))
                 for r in routes:
-                    steps.run(f"add route {r.describe()} to {up.name}",
-                              lambda r=r: nl.route_add_spec(upi, r),
-                              _ignore(lambda r=r: nl.route_del_spec(upi, r)))
+                    _step(revert, f"add route {r.describe()} to {up.name}",
+                          lambda r=r: nl.route_add_spec(upi, r),
+                          _ignore(lambda r=r: nl.route_del_spec(upi, r)))
                 if rec.uplink_mtu and up.mtu != rec.uplink_mtu:
                     old = up.mtu
-                    steps.run(f"set mtu {rec.uplink_mtu} on {up.name}",
-                              lambda: nl.set_mtu(upi, rec.uplink_mtu),
-                              lambda: nl.set_mtu(upi, old))
+                    _step(revert, f"set mtu {rec.uplink_mtu} on {up.name}",
+                          lambda: nl.set_mtu(upi, rec.uplink_mtu),
+                          lambda: nl.set_mtu(upi, old))
             if bri is not None:
                 faults.checkpoint("forget")  # past this the bridge is gone: no undo
-                steps.run(f"delete bridge {name}", lambda: nl.link_del(bri), lambda: None)
+                _step(revert, f"delete bridge {name}", lambda: nl.link_del(bri), lambda: None)
         except BaseException:
-            failed = steps.rollback()
+            failed = _undo(revert)
             if failed:
                 raise VzError(f"{failed[0]} (state kept in {self.store.path(name)})") from None
             raise
@@ -337,11 +324,10 @@ def main(argv: list[str]) -> int:
 
 def _run(action: str, name: str, uplink: str | None) -> int:
     from vzlibvirt.config import load_config
-    from vzlibvirt.netlink import Netlink
 
     config = load_config()
     store = BridgeStore(config.state.dir)
-    with store.states.locked(), Netlink() as nl:
+    with store.states.locked(), BridgeNetlink() as nl:
         admin = BridgeAdmin(nl, store)
         try:
             text = admin.create(name, uplink) if action == "create" else admin.delete(name)

@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("vzlibvirt.status:main", "show wired interfaces and whether each entry is there"),
     "reconcile": ("vzlibvirt.reconcile:main", "re-wire running domains, clean up gone ones"),
     "agent": ("vzlibvirt.agent:main", "run the resident agent (fast hooks, re-publishing)"),
-    "dhcp": ("vzlibvirt.dnsmasq:main", "run and supervise dnsmasq for routed VMs' DHCP"),
+    "dhcp": ("vzlibvirt.dhcp_cli:main", "run and supervise dnsmasq for routed VMs' DHCP"),
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),
     "uninstall-hooks": ("vzlibvirt.hookinstall:uninstall_main", "remove our hook shims"),
     "bridge": ("vzlibvirt.bridge_admin:main", "bridge create NAME [--uplink DEV] | delete NAME"),

@@ -12,17 +12,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from vzlibvirt import contract
 from vzlibvirt.addresses import AddressError, parse_ifname
 from vzlibvirt.errors import ConfigError
 
-DEFAULT_PATH = Path("/etc/vzlibvirt/vzlibvirt.toml")
-ENV_VAR = "VZLIBVIRT_CONFIG"
+DEFAULT_PATH = Path(contract.DEFAULT_CONFIG)
+ENV_VAR = contract.CONFIG_ENV
 
 
 @dataclass(frozen=True)
 class RoutedConfig:
-    gateway4: ipaddress.IPv4Address = ipaddress.IPv4Address("169.254.0.1")
-    gateway6: ipaddress.IPv6Address = ipaddress.IPv6Address("fe80::1")
+    gateway4: ipaddress.IPv4Address = ipaddress.IPv4Address(contract.GATEWAY4)
+    gateway6: ipaddress.IPv6Address = ipaddress.IPv6Address(contract.GATEWAY6)
     neighbour_devs: str | tuple[str, ...] = "detect"
     announce: bool = True
     conflict_probe: bool = True
@@ -36,12 +37,12 @@ class BridgedConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
-    dir: Path = Path("/run/vzlibvirt")
+    dir: Path = Path(contract.DEFAULT_STATE_DIR)
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    socket: Path = Path("/run/vzlibvirt/agent.sock")
+    socket: Path = Path(contract.DEFAULT_SOCKET)
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,27 @@
-"""DHCP host entries: one "MAC,tag:TAP,IP" line per routed VM interface in dnsmasq's
-hosts file, so a stock cloud image's DHCP client gets its /32 with no guest-side work.
+"""dnsmasq's hosts file: one "MAC,tag:TAP,IP" line per routed VM interface, so a stock
+cloud image's DHCP client gets its /32 with no guest-side work.
 
-The line is an Entry like a route: the state record lists it, stop removes it, and the
-supervisor (dnsmasq.py) rebuilds the whole file from the records when it (re)starts
-dnsmasq. dnsmasq re-reads the hosts file on SIGHUP, so a guest start or stop costs one
-atomic rewrite and one signal, never a restart. `tag:TAP` makes dnsmasq answer the MAC
-only on its own tap. Writers run under the state store's lock (engine, heal, rebuild).
-dnsmasq keeps leases in memory past a guest's stop; when the IP goes to another MAC,
-add() first releases the old lease (DHCPRELEASE on the new tap), so the IP is not
-refused until the old lease expires.
+The line is an entry like a route (entries/dhcp.py: the state record lists it, stop
+removes it), and the supervisor (dnsmasq.py) rebuilds the whole file from the records
+when it (re)starts dnsmasq. dnsmasq re-reads the hosts file on SIGHUP, so a guest start
+or stop costs one atomic rewrite and one signal, never a restart. `tag:TAP` makes
+dnsmasq answer the MAC only on its own tap. Writers run under the state store's lock
+(engine, heal, rebuild). dnsmasq keeps leases in memory past a guest's stop; when the IP
+goes to another MAC, the entry first releases the old lease (release_lease: a
+DHCPRELEASE on the new tap), so the IP is not refused until the old lease expires.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import signal
 import socket
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
-from vzlibvirt.entries import Entry, register
-
-log = logging.getLogger(__name__)
+from vzlibvirt.fsutil import atomic_write
 
 HOSTS = "hosts"
 PIDFILE = "dnsmasq.pid"
@@ -71,16 +66,8 @@ def ensure_dir(directory: Path) -> Path:
 def write_hosts(directory: Path, lines: list[str], name: str = HOSTS) -> None:
     """Replace the hosts file atomically: dnsmasq never reads half of it."""
     directory = ensure_dir(directory)
-    path = directory / name
-    tmp = directory / f".{name}.{os.getpid()}.tmp"
     data = "".join(f"{line}\n" for line in lines).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, 0o644)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(directory / name, data, 0o644)
 
 
 def dnsmasq_pid(directory: Path) -> int | None:
@@ -127,64 +114,3 @@ def release_lease(tap: str, mac: str, ip: str) -> None:
         req = struct.pack("256s", tap.encode()[:15])
         server = socket.inet_ntoa(fcntl.ioctl(sock.fileno(), SIOCGIFADDR, req)[20:24])
         sock.sendto(release_packet(mac, ip, server), (server, 67))
-
-
-@dataclass(frozen=True)
-class DhcpHost(Entry):
-    """dnsmasq hands `ip`/32 to `mac` on `tap`; `dir` is where the hosts file lives (the
-    record carries it, so stop needs no config)."""
-
-    kind: ClassVar[str] = "dhcp-host"
-    dir: str
-    tap: str
-    mac: str
-    ip: str
-
-    @property
-    def line(self) -> str:
-        return host_line(self.mac, self.tap, self.ip)
-
-    def present(self, nl) -> bool:
-        return self.line in read_hosts(Path(self.dir))
-
-    def add(self, nl) -> bool:
-        lines = read_hosts(Path(self.dir))
-        if self.line in lines:
-            return False
-        self._release_previous_holders()
-        write_hosts(Path(self.dir), [*lines, self.line])
-        reload(Path(self.dir))
-        return True
-
-    def remove(self, nl) -> bool:
-        lines = read_hosts(Path(self.dir))
-        if self.line not in lines:
-            return False
-        write_hosts(Path(self.dir), [line for line in lines if line != self.line])
-        reload(Path(self.dir))
-        # dnsmasq leases an address to one client at a time: per IP, the last one counts
-        released = [r for r in read_hosts(Path(self.dir), RELEASED)
-                    if r.partition(",")[2] != self.ip]
-        write_hosts(Path(self.dir), [*released, f"{self.mac},{self.ip}"], RELEASED)
-        return True
-
-    def _release_previous_holders(self) -> None:
-        released = read_hosts(Path(self.dir), RELEASED)
-        mine = [r for r in released if r.partition(",")[2] == self.ip]
-        if not mine:
-            return
-        if dnsmasq_pid(Path(self.dir)) is not None:
-            for old in mine:
-                mac = old.partition(",")[0]
-                if mac != self.mac:
-                    try:
-                        release_lease(self.tap, mac, self.ip)
-                    except OSError as exc:  # the guest then waits for the lease to expire
-                        log.warning("releasing %s's lease on %s: %s", mac, self.ip, exc)
-        write_hosts(Path(self.dir), [r for r in released if r not in mine], RELEASED)
-
-    def describe(self) -> str:
-        return f"dhcp host {self.mac} -> {self.ip}/32 on {self.tap}"
-
-
-register(DhcpHost)

@@ -1,4 +1,5 @@
-"""The managed dnsmasq: its config, and a supervisor that keeps exactly one running.
+"""The managed dnsmasq: its config, and a supervisor that keeps exactly one running
+(run by the agent, or in the foreground by `vzlibvirt dhcp`, dhcp_cli.py).
 
 Why one fixed config: a routed VM's tap holds only 169.254.0.1/32, so no dhcp-range
 matches it by itself. `shared-network=169.254.0.1,ADDR` lets a range on ADDR's subnet
@@ -20,23 +21,21 @@ misses; if dnsmasq dies it is started again the same way.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
-import fcntl
 import logging
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from vzlibvirt import dhcp
-from vzlibvirt.config import Config, load_config
-from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
+from vzlibvirt import dhcp, singleton
+from vzlibvirt.config import Config
+from vzlibvirt.entries import DhcpHost
+from vzlibvirt.errors import VzError
 from vzlibvirt.state import StateStore
 
 log = logging.getLogger("vzlibvirt.dhcp")
@@ -105,7 +104,7 @@ def desired_hosts(store: StateStore, directory: Path) -> list[str]:
         for irec in record.interfaces:
             for applied in irec.entries:
                 e = applied.entry
-                if isinstance(e, dhcp.DhcpHost) and Path(e.dir) == directory \
+                if isinstance(e, DhcpHost) and Path(e.dir) == directory \
                         and e.line not in lines:
                     lines.append(e.line)
     return lines
@@ -149,9 +148,6 @@ class Supervisor:
     """Runs dnsmasq in the foreground as its child and restarts it when it exits."""
 
     def __init__(self, config: Config):
-        from vzlibvirt.wiring import load_plugins
-
-        load_plugins()  # state records name entry kinds of every mode
         self.config = config
         self.store = StateStore(config.state.dir)
         self.dir = dhcp.dhcp_dir(config.state.dir)
@@ -159,22 +155,15 @@ class Supervisor:
         self.starts = 0
         self.stopping = threading.Event()
         self._lock_fd: int | None = None
-        self.ra = None
 
     def acquire(self) -> None:
         self.store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         dhcp.ensure_dir(self.dir)
-        fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DhcpBusy(f"another DHCP supervisor (pid {other}) already runs dnsmasq "
+            self._lock_fd = singleton.hold(self.dir / LOCK)
+        except singleton.AlreadyRunning as exc:
+            raise DhcpBusy(f"another DHCP supervisor (pid {exc.pid}) already runs dnsmasq "
                            f"for {self.store.root}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
 
     def start_dnsmasq(self) -> int:
         """Rebuild the hosts file and start dnsmasq, all under the state lock; its pid."""
@@ -208,7 +197,6 @@ class Supervisor:
 
     def run(self) -> None:
         """Supervise until stop(): dnsmasq exiting, for any reason, means a restart."""
-        self._start_ra()
         failures = 0
         while not self.stopping.is_set():
             started = time.monotonic()
@@ -228,17 +216,6 @@ class Supervisor:
             self.stopping.wait(RESTART_DELAY[min(failures, len(RESTART_DELAY)) - 1])
         self.kill()
 
-    def _start_ra(self) -> None:
-        """IPv6: router advertisements of fe80::1 on the same taps (ra.py)."""
-        from vzlibvirt.ra import RouterAdvertiser
-
-        try:
-            self.ra = RouterAdvertiser(self.store, str(self.config.routed.gateway6))
-        except OSError as exc:
-            log.error("no IPv6 router advertisements: %s", exc)
-            return
-        threading.Thread(target=self.ra.run, name="router-adverts", daemon=True).start()
-
     def kill(self) -> None:
         proc = self.proc
         if proc is not None and proc.poll() is None:
@@ -253,8 +230,6 @@ class Supervisor:
 
     def stop(self, *_args) -> None:
         self.stopping.set()
-        if self.ra is not None:
-            self.ra.stop()
 
     def close(self) -> None:
         self.stop()
@@ -277,56 +252,3 @@ def start_in_thread(config: Config) -> Supervisor | None:
         return None
     threading.Thread(target=sup.run, name="dnsmasq-supervisor", daemon=True).start()
     return sup
-
-
-UNIT = """[Unit]
-Description=vzlibvirt DHCP for routed VMs (supervised dnsmasq)
-After=network-pre.target
-Before=libvirtd.service
-
-[Service]
-Type=simple
-ExecStart={exe} dhcp
-Restart=always
-RestartSec=1
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vzlibvirt dhcp",
-        description="Run and supervise the dnsmasq that answers routed VMs' DHCP "
-                    "(in the foreground; for hosts without `vzlibvirt agent`).")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the dnsmasq config this host would use and exit")
-    parser.add_argument("--print-unit", action="store_true",
-                        help="print a systemd unit for this installation and exit")
-    args = parser.parse_args(argv)
-    if args.print_unit:
-        exe = Path(sys.executable).with_name("vzlibvirt")
-        print(UNIT.format(exe=exe if exe.exists() else f"{sys.executable} -m vzlibvirt"),
-              end="")
-        return EXIT_OK
-    logging.basicConfig(level=logging.INFO, format="vzlibvirt-dhcp: %(message)s")
-    try:
-        config = load_config()
-        if args.print_config:
-            print(render_config(config, dhcp.dhcp_dir(config.state.dir)), end="")
-            return EXIT_OK
-        if not config.dhcp.enable:
-            raise VzError("DHCP is not enabled: set [dhcp] enable = true in the config")
-        sup = Supervisor(config)
-        sup.acquire()
-    except VzError as exc:
-        print(exc.line(), file=sys.stderr)
-        return EXIT_REFUSED
-    signal.signal(signal.SIGTERM, sup.stop)
-    signal.signal(signal.SIGINT, sup.stop)
-    try:
-        sup.run()
-    finally:
-        sup.close()
-    return EXIT_OK

@@ -8,13 +8,12 @@ here so that later stages can trust the model.
 from __future__ import annotations
 
 import ipaddress
-import uuid as uuidlib
 from collections.abc import Iterable
 
 from lxml import etree
 
-from vzlibvirt import MAX_XML_BYTES, XMLNS
 from vzlibvirt.addresses import AddressError, parse_guest_ip, parse_ifname, parse_mac
+from vzlibvirt.contract import GATEWAY4, GATEWAY6, MAX_XML_BYTES, XMLNS, canonical_uuid
 from vzlibvirt.errors import VzError
 from vzlibvirt.model import (
     Domain,
@@ -32,8 +31,8 @@ _DEFAULT_MODE = {Driver.LXC: Mode.ROUTED, Driver.QEMU: Mode.BRIDGED}
 _DOMAIN_TYPES = {"lxc": Driver.LXC, "kvm": Driver.QEMU, "qemu": Driver.QEMU}
 _VZ_IFACE_ATTRS = {"mac", "mode", "bridge", "filter", "isolated"}
 DEFAULT_GATEWAYS: tuple[IPAddress, ...] = (
-    ipaddress.IPv4Address("169.254.0.1"),
-    ipaddress.IPv6Address("fe80::1"),
+    ipaddress.IPv4Address(GATEWAY4),
+    ipaddress.IPv6Address(GATEWAY6),
 )
 
 
@@ -122,7 +121,7 @@ class _DomainParser:
                 raise VzError("domain XML has no <uuid>")
             return None
         try:
-            return str(uuidlib.UUID(text))
+            return canonical_uuid(text)
         except ValueError:
             raise VzError(f"invalid <uuid> {text[:60]!r}") from None
 

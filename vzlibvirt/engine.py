@@ -22,6 +22,8 @@ from vzlibvirt.config import Config
 from vzlibvirt.entries import Entry
 from vzlibvirt.errors import ConflictError, HostError, VzError
 from vzlibvirt.model import Domain
+from vzlibvirt.modes import plugin_for
+from vzlibvirt.reverter import Reverter
 from vzlibvirt.state import (
     AppliedEntry,
     DomainRecord,
@@ -29,7 +31,7 @@ from vzlibvirt.state import (
     RecordIndex,
     StateStore,
 )
-from vzlibvirt.wiring import WireContext, load_plugins, plugin_for
+from vzlibvirt.wiring import WireContext
 
 if TYPE_CHECKING:  # pyroute2 (~170 ms) stays off `prepare`, which imports check_claims
     from vzlibvirt.netlink import Netlink
@@ -65,13 +67,11 @@ def check_claims(domain: Domain, store: StateStore) -> None:
 
 
 def wire(domain: Domain, config: Config, store: StateStore, nl: Netlink) -> Outcome:
-    load_plugins()
     with store.locked(), nl.transaction():
         return _Wiring(domain, config, store, nl).run()
 
 
 def unwire(key: str, store: StateStore, nl: Netlink) -> Outcome:
-    load_plugins()
     with store.locked(), nl.transaction():
         return _unwire_locked(key, store, nl)
 
@@ -112,7 +112,8 @@ class _Wiring:
         desired = {a.entry.identity for i in record.interfaces for a in i.entries}
         stale = [e for e in (previous.owned_entries() if previous else [])
                  if e.identity not in desired]
-        if (previous is not None and previous.phase == "wired" and not missing and not stale
+        now = {i.host_dev: i.ifindex for i in record.interfaces}.get
+        if (previous is not None and previous.wired_on(now) and not missing and not stale
                 and _same(previous, record)):
             for ip in record.ips():  # (cheap: a claim is rewritten only if it differs)
                 self.store.claim(ip, domain.key, domain.name)
@@ -124,10 +125,10 @@ class _Wiring:
             self.store.claim(ip, domain.key, domain.name)
         self.store.save(record)
 
-        done: list[tuple[Entry, object]] = []
+        revert = Reverter()
         try:
             for irec, entry in missing:
-                self._add(irec, entry, done)
+                self._add(irec, entry, revert)
             for entry in reversed(stale):
                 faults.checkpoint(f"remove stale {entry.describe()}")
                 if _remove_quietly(entry, self.nl):
@@ -138,8 +139,9 @@ class _Wiring:
                 self.store.save(record)
             else:  # nothing of ours left on this domain (its XML dropped our config)
                 self.store.delete(record.key)
+            revert.success()
         except BaseException as exc:
-            self._rollback(done, previous, record)
+            self._rollback(revert, previous, record)
             if isinstance(exc, VzError):
                 raise exc.with_context(domain=domain.name) from None
             raise
@@ -153,7 +155,7 @@ class _Wiring:
             log.info("%s: added %s", domain.name, line)
         return self.outcome
 
-    def _add(self, irec: InterfaceRecord, entry: Entry, done: list) -> None:
+    def _add(self, irec: InterfaceRecord, entry: Entry, revert: Reverter) -> None:
         faults.checkpoint(f"add {entry.describe()}")
         snap = entry.snapshot()
         try:
@@ -164,16 +166,14 @@ class _Wiring:
             raise HostError(f"cannot add {entry.describe()}: {error_text(exc)}",
                             mac=irec.mac) from None
         if created:
-            done.append((entry, snap))
+            revert.add(lambda: entry.restore(self.nl, snap), entry.describe())
             self.outcome.added.append(entry.describe())
 
-    def _rollback(self, done, previous: DomainRecord | None, record: DomainRecord) -> None:
+    def _rollback(self, revert: Reverter, previous: DomainRecord | None,
+                  record: DomainRecord) -> None:
         """Undo what this call created, newest first, and put the old record back."""
-        for entry, snap in reversed(done):
-            try:
-                entry.restore(self.nl, snap)
-            except Exception as exc:  # keep undoing the rest
-                log.error("rollback of %s failed: %s", entry.describe(), error_text(exc))
+        for what, exc in revert.fail():  # every undo runs, failed ones are logged
+            log.error("rollback of %s failed: %s", what, error_text(exc))
         if previous is not None:
             self.store.save(previous)
             keep = set(previous.ips())
@@ -237,7 +237,6 @@ def heal_device(dev: str, store: StateStore, nl: Netlink,
     touched: a device that was re-created needs `reconcile`, which re-resolves names.
     A long-lived caller passes its RecordIndex, so nothing is parsed twice.
     """
-    load_plugins()
     outcome = Outcome()
     with store.locked():
         index = index or RecordIndex(store)
@@ -246,7 +245,7 @@ def heal_device(dev: str, store: StateStore, nl: Netlink,
         if not records:
             return outcome
         if len(records) > 8:
-            from vzlibvirt.netlink import BulkView
+            from vzlibvirt.netlink_bulk import BulkView
 
             nl = BulkView(nl)  # one dump of the proxy table instead of a get per entry
         link = nl.link(dev)

@@ -58,3 +58,10 @@ class ConflictError(VzError):
 
 class HostError(VzError):
     """The kernel refused an operation while wiring or unwiring."""
+
+
+def missing_bridge_error(bridge: str) -> str:
+    """The refusal for a guest whose bridge does not exist, with the command that fixes it."""
+    return (f"bridge {bridge} does not exist; create it with "
+            f"'vzlibvirt bridge create {bridge} --uplink DEV' (or without --uplink for a "
+            f"guests-only bridge)")

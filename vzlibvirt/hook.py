@@ -17,18 +17,28 @@ import contextlib
 import logging
 import os
 import re
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from vzlibvirt import MAX_XML_BYTES
+from vzlibvirt import netdev
+from vzlibvirt.contract import (
+    DOMAIN_UUID_ENV,
+    DRIVERS,
+    FILTER_OPS,
+    MAX_XML_BYTES,
+    NETWORK_DRIVER,
+    PYTHON_OPS,
+    STATE_DIR_ENV,
+    STOP_OPS,
+    canonical_uuid,
+    record_path,
+    state_key,
+)
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, VzError
 
 log = logging.getLogger("vzlibvirt")
-DOMAIN_DRIVERS = ("qemu", "lxc")
-FILTER_OPS = ("migrate", "restore")  # XML filters: the XML goes back unchanged
 # libvirt formats <uuid> as the second child of <domain>, before any metadata
 _QUICK_UUID = re.compile(rb"^\s*<domain\b[^>]*>\s*<name>[^<]*</name>\s*<uuid>\s*"
                          rb"([0-9a-fA-F-]{32,36})\s*</uuid>")
@@ -53,19 +63,20 @@ def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None
     driver, obj, op = argv[0], argv[1], argv[2]
     stdin = stdin if stdin is not None else sys.stdin.buffer
     stdout = stdout if stdout is not None else sys.stdout.buffer
-    if driver not in (*DOMAIN_DRIVERS, "network"):
+    if driver not in DRIVERS:
         print(f"vzlibvirt: unknown hook driver {driver!r} (qemu, lxc or network)", file=err)
         return EXIT_USAGE
     _setup_logging()
     try:
-        if driver == "network":
+        if driver == NETWORK_DRIVER:
             from vzlibvirt.network_hook import run_network_hook
 
             return run_network_hook(obj, op, _read(stdin))
         return DomainHook(driver, obj, op, stdin, stdout, resources or Resources(),
                           os.environ if env is None else env).run()
     except VzError as exc:
-        print(exc.with_context(domain=obj if driver != "network" else None).line(), file=err)
+        print(exc.with_context(domain=obj if driver != NETWORK_DRIVER else None).line(),
+              file=err)
         return EXIT_REFUSED
     except Exception as exc:  # the one line, never a traceback
         log.debug("internal error", exc_info=True)
@@ -95,23 +106,17 @@ class DomainHook:
         self.stdin = stdin
         self.stdout = stdout
         self.resources = resources
-        self.env = env  # the shim's call context (VZLIBVIRT_DOMAIN_UUID, _STATE_DIR)
+        self.env = env  # the shim's call context (contract.FORWARDED_ENV)
 
     def run(self) -> int:
-        handler = {
-            "prepare": self.prepare,
-            "started": self.started,
-            "reconnect": self.reconnect,
-            "stopped": self.stop,
-            "release": self.stop,
-        }.get(self.op)
         if self.op in FILTER_OPS:
             self.stdout.write(_read(self.stdin))
             self.stdout.flush()
             return EXIT_OK
-        if handler is None:
-            return EXIT_OK
-        handler(_read(self.stdin))
+        if self.op in STOP_OPS:
+            self.stop(_read(self.stdin))
+        elif self.op in PYTHON_OPS[self.driver]:  # a method of this class per operation
+            getattr(self, self.op)(_read(self.stdin))
         return EXIT_OK
 
     @property
@@ -138,10 +143,6 @@ class DomainHook:
 
         return StateStore(self.config.state.dir)
 
-    def record_path(self, key: str):
-        """Where the state record of `key` lives (without importing the state module)."""
-        return self.config.state.dir / "domains" / f"{key}.json"
-
     def parse(self, data: bytes):
         from vzlibvirt.domain_xml import parse_domain
         from vzlibvirt.model import Driver
@@ -165,10 +166,8 @@ class DomainHook:
         key = self._quick_key(data)
         if key is not None:
             record = self.store().load(key)
-            if record is not None and record.phase == "wired" and all(
-                _ifindex(i.host_dev) == i.ifindex for i in record.interfaces
-            ):
-                return  # already wired (a repeated call) and the devices are the same
+            if record is not None and record.wired_on(netdev.ifindex):
+                return  # a repeated call
         domain = self.parse(data)
         if domain.managed_interfaces:
             self._wire(domain)
@@ -180,7 +179,7 @@ class DomainHook:
 
     def stop(self, data: bytes) -> None:
         key = self._env_key() or self._quick_key(data) or self.parse(data).key
-        if not self.record_path(key).exists():
+        if not record_path(self.config.state.dir, key).exists():
             return  # nothing recorded: a refused start, or the second of stopped/release
         store = self.store()
         from vzlibvirt.engine import unwire
@@ -196,20 +195,18 @@ class DomainHook:
 
     def _env_key(self) -> str | None:
         """The shim read the <uuid> itself (and so consumed the XML) for stop operations."""
-        text = self.env.get("VZLIBVIRT_DOMAIN_UUID")
+        text = self.env.get(DOMAIN_UUID_ENV)
         if not text:
             return None
-        import uuid
-
         try:
-            return f"{self.driver}-{uuid.UUID(text)}"
+            return state_key(self.driver, canonical_uuid(text))
         except ValueError:
             raise VzError(f"invalid domain UUID {text[:40]!r} from the hook shim") from None
 
     def _check_shim(self) -> None:
         """Shims bake in the state dir; a config changed since install-hooks would make
         them look for records in the wrong place, so refuse to start guests until then."""
-        baked = self.env.get("VZLIBVIRT_STATE_DIR")
+        baked = self.env.get(STATE_DIR_ENV)
         if baked is not None and baked != str(self.config.state.dir):
             raise VzError(f"the hook shims look for state in {baked}, the config says "
                           f"{self.config.state.dir}: run 'vzlibvirt install-hooks' again")
@@ -219,18 +216,8 @@ class DomainHook:
         m = _QUICK_UUID.match(data[:4096])
         if m is None:
             return None
-        import uuid
-
         try:
-            return f"{self.driver}-{uuid.UUID(m.group(1).decode())}"
+            return state_key(self.driver, canonical_uuid(m.group(1).decode()))
         except ValueError:
             return None
 
-
-def _ifindex(name: str | None) -> int | None:
-    if not name:
-        return None
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None

@@ -1,63 +1,36 @@
 """The hook's thin client: hand the call to the agent, else run the engine in-process.
 
-The shim runs this file by path with `python -S -E`, so it must import nothing but
-builtin modules: Python's start plus this file costs ~9 ms, where importing lxml and
-pyroute2 would cost ~200 ms. The wire format is a list of netstrings
-(b"<len>:<bytes>,"): request [b"hook", env, *argv, xml], reply [rc, stderr, stdout],
-where env carries the shim's VZLIBVIRT_* call context as NUL-separated K=V pairs.
-When no agent answers the connect, the same call runs in this process (slower, same
-result), so a host without the agent still works.
+The shim runs this file by path with `python -S -E`, so it imports nothing but builtin
+modules and the stdlib-only contract (its wire format, socket default and call context):
+Python's start plus this file costs ~9 ms, where importing lxml and pyroute2 would cost
+~200 ms. When no agent answers the connect, the same call runs in this process (slower,
+same result), so a host without the agent still works.
 """
 
 import _socket
 import os
 import sys
 
-MAX_XML = 1 << 20
-FORWARDED_ENV = ("VZLIBVIRT_DOMAIN_UUID", "VZLIBVIRT_STATE_DIR")
-DEFAULT_SOCKET = "/run/vzlibvirt/agent.sock"
-TIMEOUT = 120.0  # a wire takes milliseconds; this only guards against a wedged agent
-
-
-def encode(fields):
-    out = []
-    for f in fields:
-        out.append(b"%d:" % len(f))
-        out.append(f)
-        out.append(b",")
-    return b"".join(out)
-
-
-def decode(buf):
-    fields, pos = [], 0
-    while pos < len(buf):
-        colon = buf.index(b":", pos)
-        n = int(buf[pos:colon])
-        start = colon + 1
-        if buf[start + n:start + n + 1] != b",":
-            raise ValueError("bad netstring")
-        fields.append(buf[start:start + n])
-        pos = start + n + 1
-    return fields
-
-
-def recv_all(sock, limit=None):
-    chunks, size = [], 0
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise ValueError("message too large")
-        chunks.append(chunk)
+if __name__ == "__main__":  # run by path: this file's package, not site-packages (-S)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from vzlibvirt.contract import (  # noqa: E402  (stdlib only, imports nothing else)
+    AGENT_SOCKET_ENV,
+    CLIENT_TIMEOUT_S,
+    DEFAULT_SOCKET,
+    FORWARDED_ENV,
+    MAX_XML_BYTES,
+    NO_AGENT,
+    decode,
+    encode,
+    recv_all,
+)
 
 
 def ask_agent(path, argv, data):
     """The agent's (rc, stderr, stdout), or None when no agent listens at `path`."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        sock.settimeout(TIMEOUT)
+        sock.settimeout(CLIENT_TIMEOUT_S)
         try:
             sock.connect(path)
         except OSError:
@@ -77,9 +50,7 @@ def in_process(argv, data):
     import io
     import site
 
-    site.main()
-    # the package this file belongs to, wherever it is installed
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    site.main()  # the engine's dependencies (lxml, pyroute2); this package is on the path
     try:
         from vzlibvirt.hook import main
     except ImportError as exc:
@@ -89,9 +60,9 @@ def in_process(argv, data):
 
 
 def run(argv):
-    data = sys.stdin.buffer.read(MAX_XML + 1)
-    path = os.environ.get("VZLIBVIRT_AGENT_SOCKET", DEFAULT_SOCKET)
-    if path != "none":
+    data = sys.stdin.buffer.read(MAX_XML_BYTES + 1)
+    path = os.environ.get(AGENT_SOCKET_ENV, DEFAULT_SOCKET)
+    if path != NO_AGENT:
         try:
             answer = ask_agent(path, argv, data)
         except (OSError, ValueError) as exc:

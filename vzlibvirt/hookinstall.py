@@ -3,57 +3,36 @@ that libvirt runs from `HOOKS_DIR/{qemu,lxc,network}.d/`.
 
 The shim bakes in this installation's interpreter (sys.executable), so the hook works
 whatever libvirt's minimal PATH holds, and filters operations in shell so that calls with
-nothing to do never start Python (the hook cost budget in the contract).
+nothing to do never start Python (the hook cost budget in the contract). Everything it
+knows (which operations reach Python, which are filters, where a domain's record is) is
+rendered in from contract.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from vzlibvirt import contract
 from vzlibvirt.config import load_config
+from vzlibvirt.fsutil import atomic_write
 
 DEFAULT_HOOKS_DIR = Path("/etc/libvirt/hooks")
 SHIM_NAME = "50-vzlibvirt"
 MARKER = "# vzlibvirt-hook-shim"
-
-# Operations that reach Python; every other one exits 0 in the shim. `start` is not
-# among them: the engine wires at `started` (docs/wiring-point.md), so `start` has
-# nothing to do and skipping it saves one Python start per guest boot. The XML filters
-# migrate/restore are answered by `cat` (the XML goes back unchanged).
-DOMAIN_OPS = ("prepare", "started", "reconnect")
-FILTER_OPS = ("migrate", "restore")
-# stopped/release start Python only when a state record exists for the domain: the shell
-# reads the <uuid> (libvirt writes it third line) and hands it on, since it consumed stdin
-STOP_OPS = ("stopped", "release")
-STOP_CASE = """    {ops})
-        uuid=
-        while IFS= read -r line; do
-            case $line in *"<uuid>"*) uuid=${{line#*<uuid>}}; uuid=${{uuid%%</uuid>*}}; break ;;
-            esac
-        done
-        case $uuid in ''|*[!0-9a-fA-F-]*)
-            echo "vzlibvirt: domain '$1': no valid <uuid> in the hook's XML" >&2; exit 1 ;;
-        esac
-        [ -e {domains}/{driver}-"$uuid".json ] || exit 0
-        VZLIBVIRT_DOMAIN_UUID=$uuid
-        export VZLIBVIRT_DOMAIN_UUID ;;
-"""
-DRIVER_OPS: dict[str, tuple[str, ...]] = {
-    "qemu": DOMAIN_OPS,
-    "lxc": DOMAIN_OPS,
-    "network": ("start",),
-}
-# run by path with `python -S -E`: the client imports only builtin modules
+# run by path with `python -S -E`: the client imports only builtin modules and contract
 CLIENT = Path(__file__).with_name("hookclient.py")
 # the same client in Perl builtins, which starts four times faster (docs/performance.md)
 PERL_CLIENT = Path(__file__).with_name("data") / "hookclient.pl"
+# the template's `@{domain` ... `@}` lines: kept for qemu/lxc, dropped for network
+_DOMAIN_SECTION = re.compile(r"^@\{domain\n(.*?)^@\}\n", re.M | re.S)
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
 @dataclass(frozen=True)
@@ -67,33 +46,41 @@ class Change:
 
 
 def render(driver: str, python: str, config: str | None, agent_socket: str | None = None,
-           state_dir: str | None = None, client: str = str(CLIENT)) -> str:
+           state_dir: str | None = None) -> str:
     """The shim text for DRIVER; every substituted value is shell-quoted.
 
     The state dir is baked in for the stop check; the hook refuses to start guests when
     it no longer matches the config (install-hooks must run again after a change)."""
-    template = resources.files("vzlibvirt").joinpath("data/shim.sh.in").read_text()
+    template = resources.files("vzlibvirt.hooks").joinpath("shim.sh.in").read_text()
     state_dir = state_dir or str(load_config(Path(config) if config else None).state.dir)
     env = ""
-    for var, value in (("VZLIBVIRT_CONFIG", config), ("VZLIBVIRT_AGENT_SOCKET", agent_socket),
-                       ("VZLIBVIRT_STATE_DIR", state_dir)):
+    for var, value in ((contract.CONFIG_ENV, config), (contract.AGENT_SOCKET_ENV, agent_socket),
+                       (contract.STATE_DIR_ENV, state_dir)):
         if value is not None:
             env += f"{var}={shlex.quote(value)}\nexport {var}\n"
-    filters = stop = ""
-    if driver != "network":
-        filters = f"    {'|'.join(FILTER_OPS)}) exec cat ;;\n"
-        stop = STOP_CASE.format(ops="|".join(STOP_OPS), driver=driver,
-                                domains=shlex.quote(str(Path(state_dir) / "domains")))
-    return (
-        template.replace("@OPS@", "|".join(DRIVER_OPS[driver]))
-        .replace("@FILTER@", filters)
-        .replace("@STOP@", stop)
-        .replace("@ENV@", env)
-        .replace("@PYTHON@", shlex.quote(python))
-        .replace("@CLIENT@", shlex.quote(client))
-        .replace("@PLCLIENT@", shlex.quote(str(PERL_CLIENT)))
-        .replace("@DRIVER@", driver)
-    )
+    domain = driver in contract.DOMAIN_DRIVERS
+    template = _DOMAIN_SECTION.sub(lambda m: m.group(1) if domain else "", template)
+    values = {
+        "DRIVER": driver,
+        "ENV": env,
+        "OPS": "|".join(contract.PYTHON_OPS[driver]),
+        "FILTER_OPS": "|".join(contract.FILTER_OPS),
+        "STOP_OPS": "|".join(contract.STOP_OPS),
+        **_record_path_parts(Path(state_dir), driver),
+        "UUID_ENV": contract.DOMAIN_UUID_ENV,
+        "PYTHON": shlex.quote(python),
+        "CLIENT": shlex.quote(str(CLIENT)),
+        "PLCLIENT": shlex.quote(str(PERL_CLIENT)),
+    }
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def _record_path_parts(state_dir: Path, driver: str) -> dict[str, str]:
+    """contract.record_path around the UUID, shell-quoted: the shim puts its $uuid between."""
+    mark = "\0"  # cannot occur in a path
+    path = str(contract.record_path(state_dir, contract.state_key(driver, mark)))
+    head, tail = path.split(mark)
+    return {"RECORD_HEAD": shlex.quote(head), "RECORD_TAIL": shlex.quote(tail)}
 
 
 def is_ours(path: Path) -> bool:
@@ -116,23 +103,11 @@ def _has_hooks(hooks_dir: Path, driver: str) -> bool:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def install(hooks_dir: Path, python: str, config: str | None,
             agent_socket: str | None = None, state_dir: str | None = None) -> list[Change]:
     """Create or refresh the three shims; a foreign file at our path is an error."""
     changes = []
-    for driver in DRIVER_OPS:
+    for driver in contract.DRIVERS:
         ddir = hooks_dir / f"{driver}.d"
         path = ddir / SHIM_NAME
         text = render(driver, python, config, agent_socket, state_dir)
@@ -144,7 +119,7 @@ def install(hooks_dir: Path, python: str, config: str | None,
             changes.append(Change(driver, path, "unchanged"))
             continue
         action = "updated" if path.exists() else "created"
-        _write_atomic(path, text)
+        atomic_write(path, text.encode(), 0o755)
         changes.append(Change(driver, path, action, first_hook=first))
     return changes
 
@@ -152,7 +127,7 @@ def install(hooks_dir: Path, python: str, config: str | None,
 def uninstall(hooks_dir: Path) -> list[Change]:
     """Remove our shims only; other hook files and the directories stay."""
     changes = []
-    for driver in DRIVER_OPS:
+    for driver in contract.DRIVERS:
         path = hooks_dir / f"{driver}.d" / SHIM_NAME
         if path.exists() and is_ours(path):
             path.unlink()

@@ -10,6 +10,8 @@ import enum
 import ipaddress
 from dataclasses import dataclass, field
 
+from vzlibvirt.contract import state_key
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -111,4 +113,4 @@ class Domain:
         """Stable, file-name-safe identity for the state store (the UUID is validated)."""
         if not self.uuid:
             raise ValueError("a domain without a UUID has no state key")
-        return f"{self.driver}-{self.uuid}"
+        return state_key(self.driver, self.uuid)

@@ -6,8 +6,8 @@ so that guests on the network do not fail later with a less helpful message.
 
 from __future__ import annotations
 
-from vzlibvirt.bridged_checks import bridge_exists, missing_bridge_error
-from vzlibvirt.errors import VzError
+from vzlibvirt import netdev
+from vzlibvirt.errors import VzError, missing_bridge_error
 
 
 def run_network_hook(name: str, op: str, data: bytes) -> int:
@@ -24,6 +24,6 @@ def run_network_hook(name: str, op: str, data: bytes) -> int:
         return 0
     bridge_el = network.find("bridge")
     bridge = bridge_el.get("name") if bridge_el is not None else None
-    if bridge and not bridge_exists(bridge):
+    if bridge and not netdev.exists(bridge):
         raise VzError(f"network '{name}': {missing_bridge_error(bridge)}")
     return 0

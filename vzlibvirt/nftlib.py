@@ -20,9 +20,7 @@ import json
 import os
 import socket
 import struct
-from typing import Any, ClassVar
-
-from vzlibvirt.entries import Entry
+from typing import Any
 
 NFT_CTX_OUTPUT_JSON = 1 << 4
 NETLINK_NETFILTER = 12
@@ -149,39 +147,6 @@ class SetTable:
 def ifindex_key(ifindex: int) -> bytes:
     """An `iface_index` set key in the kernel's layout (meta iif: host byte order)."""
     return struct.pack("=I", ifindex)
-
-
-class SetElement(Entry):
-    """A host entry that is one element of one of our sets; keyed by ifindex, so it stays
-    valid (and removable) after the device went away and its name was reused."""
-
-    table: ClassVar[SetTable]
-    set_name: ClassVar[str]
-    dev: str
-    ifindex: int
-
-    def key(self) -> bytes:
-        """The element's key in the kernel's layout (for the one-request lookup)."""
-        raise NotImplementedError
-
-    def elem(self) -> Any:
-        """The element in nft JSON."""
-        raise NotImplementedError
-
-    def present(self, nl) -> bool:
-        return self.table.present(self.set_name, self.key())
-
-    def add(self, nl) -> bool:
-        if self.present(nl):
-            return False
-        self.table.write("add", self.set_name, self.elem())
-        return True
-
-    def remove(self, nl) -> bool:
-        if not self.present(nl):
-            return False
-        self.table.write("delete", self.set_name, self.elem())
-        return True
 
 
 def element_present(family: str, table: str, set_name: str, key: bytes) -> bool:

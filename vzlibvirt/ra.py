@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from vzlibvirt.model import Mode
 from vzlibvirt.state import StateStore
 
 log = logging.getLogger("vzlibvirt.ra")
@@ -48,7 +49,7 @@ def _pktinfo(src: str, ifindex: int) -> tuple[int, int, bytes]:
 class RouterAdvertiser:
     """One raw ICMPv6 socket for every tap; runs in its own thread."""
 
-    def __init__(self, store: StateStore, gateway6: str = "fe80::1"):
+    def __init__(self, store: StateStore, gateway6: str):
         self.store = store
         self.gateway6 = gateway6
         self.stopping = threading.Event()
@@ -77,7 +78,7 @@ class RouterAdvertiser:
             if record.driver != "qemu" or record.phase != "wired":
                 continue
             for irec in record.interfaces:
-                if irec.mode == "routed" and any(":" in ip for ip in irec.ips):
+                if irec.mode is Mode.ROUTED and any(":" in ip for ip in irec.ips):
                     taps[irec.ifindex] = irec.host_dev
         new = set(taps) - set(self.taps)
         self.taps = taps
@@ -128,3 +129,15 @@ class RouterAdvertiser:
 
     def stop(self) -> None:
         self.stopping.set()
+
+
+def start_in_thread(store: StateStore, gateway6: str) -> RouterAdvertiser | None:
+    """Advertise in a daemon thread beside the DHCP supervisor; None (logged) when the
+    raw socket cannot be opened."""
+    try:
+        adverts = RouterAdvertiser(store, gateway6)
+    except OSError as exc:
+        log.error("no IPv6 router advertisements: %s", exc)
+        return None
+    threading.Thread(target=adverts.run, name="router-adverts", daemon=True).start()
+    return adverts

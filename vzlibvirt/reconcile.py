@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from vzlibvirt.config import Config, load_config
+from vzlibvirt.contract import key_driver
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 
 DEFAULT_URIS = ("qemu:///system", "lxc:///system")
@@ -66,7 +67,7 @@ def reconcile(config: Config, domains_by_driver: dict[str, list[bytes]], nl) -> 
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.engine import unwire, wire
     from vzlibvirt.model import Driver
-    from vzlibvirt.netlink import BulkView
+    from vzlibvirt.netlink_bulk import BulkView
     from vzlibvirt.state import StateStore
 
     store = StateStore(config.state.dir)
@@ -93,7 +94,7 @@ def reconcile(config: Config, domains_by_driver: dict[str, list[bytes]], nl) -> 
             if outcome.added or outcome.removed:
                 report.rewired[domain.name] = outcome.added + outcome.removed
     for key in store.domain_keys():
-        driver = key.split("-", 1)[0]
+        driver = key_driver(key)
         if driver not in domains_by_driver or key in alive:
             continue
         record = store.load(key)

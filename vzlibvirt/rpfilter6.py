@@ -5,16 +5,13 @@ IPv6 source and the host would forward it. One constant nftables table does the 
 for every routed guest device at once: a packet that enters on a device listed in
 `routed_ports` must have a source the host routes back through that same device (the
 guest's /128, or its link-local on the tap); anything else is dropped. Guests only add
-and remove their device's element, so the per-packet cost does not grow with guests.
+and remove their device's element (entries/nft.py: RoutedPort6), so the per-packet
+cost does not grow with guests.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
-
-from vzlibvirt.entries import register
-from vzlibvirt.nftlib import SetElement, SetTable, ifindex_key
+from vzlibvirt.nftlib import SetTable
 
 RULESET = """
 table ip6 vzlibvirt {
@@ -31,24 +28,3 @@ table ip6 vzlibvirt {
 }
 """
 TABLE = SetTable("ip6", "vzlibvirt", RULESET)
-
-
-@register
-@dataclass(frozen=True)
-class RoutedPort6(SetElement):
-    """The guest device is in `routed_ports`: its IPv6 sources are checked."""
-
-    kind: ClassVar[str] = "rpfilter6-port"
-    table: ClassVar[SetTable] = TABLE
-    set_name: ClassVar[str] = "routed_ports"
-    dev: str
-    ifindex: int
-
-    def key(self) -> bytes:
-        return ifindex_key(self.ifindex)
-
-    def elem(self) -> Any:
-        return self.ifindex
-
-    def describe(self) -> str:
-        return f"IPv6 reverse-path filter on {self.dev}"

@@ -1,9 +1,7 @@
 """The state store: what vzlibvirt applied, per domain, so stop removes exactly that.
 
-Layout under the state dir (default /run/vzlibvirt, so a reboot starts clean):
-  domains/<driver>-<uuid>.json   one record per wired domain, written atomically
-  ips/<ip>                       which domain holds a guest IP (O(1) conflict checks)
-  lock                           host-wide flock around every change
+The layout under the state dir is the contract's (contract.py): one record per wired
+domain, one claim file per guest IP (O(1) conflict checks), the host-wide lock.
 Each write goes to a temporary file that is renamed into place, so a process killed at
 any point leaves either the old or the new record, never half of one. Nothing is
 fsynced: the state describes kernel entries that do not survive a reboot either, so it
@@ -17,12 +15,15 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vzlibvirt import contract
 from vzlibvirt.entries import Entry, entry_from_json
+from vzlibvirt.fsutil import atomic_write
+from vzlibvirt.model import Filter, Mode
 
 FORMAT_VERSION = 1
 
@@ -44,29 +45,47 @@ class AppliedEntry:
 
 @dataclass
 class InterfaceRecord:
+    """One wired interface: what resolve() found, and the entries applied for it.
+
+    Routed interfaces fill `neighbour_devs`, bridged ones the bridge fields; in the JSON
+    the bridge fields sit under "extra" (the record format of version 1)."""
+
     mac: str
-    mode: str
+    mode: Mode
     host_dev: str
     ifindex: int
     ips: list[str] = field(default_factory=list)
     neighbour_devs: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    bridge: str = ""
+    bridge_mtu: int = 0
+    filter: Filter = Filter.NONE
+    isolated: bool = False
+    plugged_by: str = ""  # "libvirt" or "vzlibvirt": who makes the device a bridge port
     entries: list[AppliedEntry] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.mode is Mode.BRIDGED:
+            extra = {"bridge": self.bridge, "bridge_mtu": self.bridge_mtu,
+                     "filter": self.filter.value, "isolated": self.isolated,
+                     "plugged_by": self.plugged_by}
         return {
-            "mac": self.mac, "mode": self.mode, "host_dev": self.host_dev,
+            "mac": self.mac, "mode": self.mode.value, "host_dev": self.host_dev,
             "ifindex": self.ifindex, "ips": self.ips, "neighbour_devs": self.neighbour_devs,
-            "extra": self.extra, "entries": [e.to_json() for e in self.entries],
+            "extra": extra, "entries": [e.to_json() for e in self.entries],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InterfaceRecord:
+        extra = data.get("extra", {})
         return cls(
-            mac=data["mac"], mode=data["mode"], host_dev=data["host_dev"],
+            mac=data["mac"], mode=Mode(data["mode"]), host_dev=data["host_dev"],
             ifindex=data["ifindex"], ips=list(data.get("ips", [])),
             neighbour_devs=list(data.get("neighbour_devs", [])),
-            extra=dict(data.get("extra", {})),
+            bridge=extra.get("bridge", ""), bridge_mtu=extra.get("bridge_mtu", 0),
+            filter=Filter(extra.get("filter", Filter.NONE.value)),
+            isolated=bool(extra.get("isolated", False)),
+            plugged_by=extra.get("plugged_by", ""),
             entries=[AppliedEntry.from_json(e) for e in data.get("entries", [])],
         )
 
@@ -86,6 +105,12 @@ class DomainRecord:
 
     def ips(self) -> list[str]:
         return [ip for i in self.interfaces for ip in i.ips]
+
+    def wired_on(self, ifindex: Callable[[str], int | None]) -> bool:
+        """Already wired: committed, and every interface is still on the device it was
+        wired on (`ifindex` of its host device now; a re-created device lost our entries)."""
+        return self.phase == "wired" and all(ifindex(i.host_dev) == i.ifindex
+                                             for i in self.interfaces)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,15 +139,15 @@ class Claim:
 class StateStore:
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.domains = self.root / "domains"
-        self.claims = self.root / "ips"
+        self.domains = contract.domains_dir(self.root)
+        self.claims = contract.claims_dir(self.root)
 
     # locking
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the host-wide lock: one change to shared state at a time."""
         self._ensure_dirs()
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(contract.lock_path(self.root), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -135,7 +160,7 @@ class StateStore:
 
     # domain records
     def path(self, key: str) -> Path:
-        return self.domains / f"{key}.json"
+        return contract.record_path(self.root, key)
 
     def load(self, key: str) -> DomainRecord | None:
         try:
@@ -148,7 +173,7 @@ class StateStore:
         self._ensure_dirs()
         record.updated = time.time()
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
-        _atomic_write(self.path(record.key), data)
+        atomic_write(self.path(record.key), data)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -157,7 +182,7 @@ class StateStore:
     def domain_keys(self) -> list[str]:
         if not self.domains.is_dir():
             return []
-        return sorted(p.stem for p in self.domains.glob("*.json"))
+        return sorted(k for k in map(contract.record_key, os.listdir(self.domains)) if k)
 
     def records(self) -> list[DomainRecord]:
         out = []
@@ -169,7 +194,7 @@ class StateStore:
 
     # IP claims
     def _claim_path(self, ip: str) -> Path:
-        return self.claims / ip
+        return contract.claim_path(self.root, ip)
 
     def claim_owner(self, ip: str) -> Claim | None:
         """Who holds `ip`; a claim whose domain record is gone is stale and ignored."""
@@ -188,7 +213,7 @@ class StateStore:
                 return
         except FileNotFoundError:
             self._ensure_dirs()
-        _atomic_write(self._claim_path(ip), data)
+        atomic_write(self._claim_path(ip), data)
 
     def release(self, ip: str, key: str) -> None:
         path = self._claim_path(ip)
@@ -198,16 +223,6 @@ class StateStore:
             return
         if owner == key:
             path.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class RecordIndex:
@@ -229,9 +244,9 @@ class RecordIndex:
             names = []
         current = {}
         for name in names:
-            if not name.endswith(".json"):
+            key = contract.record_key(name)
+            if key is None:
                 continue
-            key = name[:-5]
             try:
                 mtime = os.stat(self.store.domains / name).st_mtime_ns
                 old = self._seen.get(key)

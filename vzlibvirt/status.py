@@ -18,9 +18,6 @@ from vzlibvirt.state import StateStore
 
 def collect(store: StateStore, nl) -> list[dict[str, Any]]:
     """One dict per wired interface, each entry with `present`."""
-    from vzlibvirt.wiring import load_plugins
-
-    load_plugins()
     rows = []
     for rec in store.records():
         for irec in rec.interfaces:

@@ -3,7 +3,8 @@
 A mode first resolves the environment (which host devices, which neighbour devices;
 netlink reads only), then lists the entries the host must hold (pure), and may act
 after the entries are in place (announcements). The engine owns ordering, the state
-record, rollback and removal, so a mode never has to get those right twice.
+record, rollback and removal, so a mode never has to get those right twice. The modes
+(routed.py, bridged.py) subclass InterfaceWiring; modes.py is the table of them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from vzlibvirt.errors import VzError
 from vzlibvirt.model import Interface, Mode
 
 if TYPE_CHECKING:
     from vzlibvirt.config import Config
     from vzlibvirt.entries import Entry
     from vzlibvirt.model import Domain
-    from vzlibvirt.netlink import Netlink
+    from vzlibvirt.netlink import Link, Netlink
     from vzlibvirt.state import InterfaceRecord, StateStore
 
 
@@ -44,21 +46,12 @@ class InterfaceWiring:
     def after_wire(self, ctx: WireContext, iface: Interface, record: InterfaceRecord) -> None:
         """Work after every entry is in place (e.g. announcements); failures only warn."""
 
-
-_PLUGINS: dict[Mode, InterfaceWiring] = {}
-
-
-def register(plugin: InterfaceWiring) -> InterfaceWiring:
-    _PLUGINS[plugin.mode] = plugin
-    return plugin
-
-
-def plugin_for(iface: Interface) -> InterfaceWiring:
-    if not _PLUGINS:
-        load_plugins()
-    return _PLUGINS[iface.mode]
-
-
-def load_plugins() -> None:
-    """Import every mode module; each registers its plugin and its entry types."""
-    from vzlibvirt import bridged, routed  # noqa: F401
+    @staticmethod
+    def host_link(ctx: WireContext, iface: Interface) -> Link:
+        """The guest's host-side device, which libvirt names in <target dev>."""
+        if not iface.host_dev:
+            raise VzError("libvirt named no host device (<target dev>) for this interface")
+        link = ctx.nl.link(iface.host_dev)
+        if link is None:
+            raise VzError(f"host device {iface.host_dev} does not exist")
+        return link

@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.nettopo import wait_for as _wait_for
 from vzlibvirt.lab import procs as lab_procs
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.lab import Lab
+from vzlibvirt.lab.sh import wait_for as _wait_for
 
 LAB_PROCESS_NAMES = ("libvirtd", "virtlogd", "libvirt_lxc", "qemu-system-x86")
 

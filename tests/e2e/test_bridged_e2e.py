@@ -2,7 +2,7 @@
 
 The guests use the lab's br0, which `lab up` makes over the uplink with `vzlibvirt bridge
 create` (and which the routed guests' proxy entries live on). Guests here are bridged
-only, with filters the demo's seed guests do not use; their XML is written here.
+only, with filters the demo's seed guests do not use (the lab's guest builder).
 """
 
 from __future__ import annotations
@@ -12,113 +12,42 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import wait_for
-from vzlibvirt.lab import images
+from vzlibvirt.contract import domains_dir
 from vzlibvirt.lab import settings as S
+from vzlibvirt.lab.guests import Guest
 
-REPO = Path(__file__).resolve().parents[2]
-XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
 CT_IP = "198.51.100.111"
 CT2_IP = "198.51.100.112"
-
-
-def vz(lab, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "PYTHONPATH": str(REPO),
-           "VZLIBVIRT_CONFIG": str(lab.paths.config)}
-    return subprocess.run(["ip", "netns", "exec", S.HOST_NETNS, sys.executable, "-m",
-                           "vzlibvirt", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
 
 
 @pytest.fixture
 def br0(lab):
     """The lab, whose br0 holds the uplink; creating it again is a no-op."""
-    r = vz(lab, "bridge", "create", S.BRIDGE, "--uplink", S.UPLINK)
-    assert r.returncode == 0, r.stderr
-    assert "already exists with uplink" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = lab.bridge("create", S.BRIDGE, "--uplink", S.UPLINK, check=False)
+    assert r.rc == 0, r.stderr
+    assert "already exists with uplink" in r.text + r.stderr, r.text + r.stderr
     return lab
 
 
 @pytest.fixture
-def domains(br0):
-    """Define and start domain XMLs; all are destroyed and undefined afterwards."""
-    lab = br0
-    made: list[tuple[str, str]] = []
+def domains(br0, run_guests):
+    """Define and start guests; all are destroyed and undefined afterwards."""
 
-    def start(driver: str, name: str, xml: str) -> None:
-        path = lab.paths.guests / name / "domain.xml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(xml)
-        lab.virsh(driver, "destroy", name, check=False)
-        lab.virsh(driver, "undefine", name, check=False)
-        lab.virsh(driver, "define", str(path))
-        made.append((driver, name))
-        r = lab.virsh(driver, "start", name, check=False, timeout=180)
+    def start(g: Guest) -> None:
+        (r,) = run_guests(g, check=False)
         assert r.returncode == 0, r.stderr
 
-    yield start
-    for driver, name in reversed(made):
-        lab.virsh(driver, "destroy", name, check=False, timeout=60)
-        lab.virsh(driver, "undefine", name, check=False)
+    return start
 
 
-def ct_xml(lab, name: str, mac: str, ip: str, filt: str = "none") -> str:
-    rootfs = lab.paths.guests / name / "rootfs"
-    if not rootfs.exists():
-        images.container_rootfs(rootfs)
-    return f"""<domain type='lxc'>
-  <name>{name}</name>
-  <metadata><vz:network xmlns:vz="{XMLNS}">
-    <vz:interface mac="{mac}" mode="bridged" bridge="br0" filter="{filt}"/>
-  </vz:network></metadata>
-  <memory unit='MiB'>64</memory>
-  <os><type>exe</type><init>/bin/busybox</init>
-    <initarg>sh</initarg><initarg>-c</initarg>
-    <initarg>while :; do /bin/busybox sleep 3600; done</initarg></os>
-  <devices>
-    <emulator>/usr/lib/libvirt/libvirt_lxc</emulator>
-    <filesystem type='mount'><source dir='{rootfs}'/><target dir='/'/></filesystem>
-    <interface type='ethernet'>
-      <mac address='{mac}'/>
-      <guest dev='netif1'/>
-      <ip address='{ip}' family='ipv4' prefix='24'/>
-    </interface>
-    <console type='pty'/>
-  </devices>
-</domain>
-"""
-
-
-def vm_xml(lab, name: str, mac: str) -> str:
-    rec = lab.record()
-    console = lab.paths.guests / name / "console.log"
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <metadata><vz:network xmlns:vz="{XMLNS}">
-    <vz:interface mac="{mac}" filter="mac"/>
-  </vz:network></metadata>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{rec.vm_kernel}</kernel><initrd>{rec.vm_initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 vz.dhcp=1</cmdline></os>
-  <on_reboot>destroy</on_reboot>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'>
-      <source bridge='br0'/>
-      <mac address='{mac}'/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+def bridged_ct(name: str, mac: str, ip: str, filt: str) -> Guest:
+    """A seed bridged container (netif1 on the LAN /24) with port security FILT."""
+    return Guest(name, "ct", mac, (ip,), mode="bridged",
+                 vz_attrs={"bridge": S.BRIDGE, "filter": filt})
 
 
 def x_neighbour_mac(lab, ip: str) -> str | None:
@@ -157,10 +86,8 @@ def udp_seen(lab, pid: int, send_from_x: str) -> bool:
 def test_bridged_container(br0, domains):
     lab = br0
     mac = "52:54:00:dd:00:01"
-    domains("lxc", "bct1", ct_xml(lab, "bct1", mac, CT_IP, filt="mac-ip"))
-    from vzlibvirt.lab.guests import Guest
-
-    g = Guest("bct1", "ct", mac, (CT_IP,))
+    g = bridged_ct("bct1", mac, CT_IP, "mac-ip")
+    domains(g)
     dev = lab.host_dev(g)
     link = json.loads(lab.in_host(["ip", "-j", "link", "show", dev]).stdout)[0]
     assert link.get("master") == "br0"
@@ -179,7 +106,7 @@ def test_bridged_container(br0, domains):
 
     lab.virsh("lxc", "destroy", "bct1")
     assert nft_ports(lab) == 0
-    records = (lab.paths.state / "domains").glob("*.json")
+    records = domains_dir(lab.paths.state).glob("*.json")
     assert all('"bct1"' not in p.read_text() for p in records)
 
 
@@ -196,8 +123,10 @@ def test_bridged_vm_gets_dhcp_from_the_lan(br0, domains, tmp_path):
                               stderr=subprocess.DEVNULL)
     try:
         mac = "52:54:00:dd:00:05"
-        domains("qemu", "bvm1", vm_xml(lab, "bvm1", mac))
-        console = lab.paths.guests / "bvm1" / "console.log"
+        vm = Guest("bvm1", "vm", mac, (), mode="bridged", dhcp=True, source_bridge=S.BRIDGE,
+                   vz_attrs={"filter": "mac"})
+        domains(vm)
+        console = lab.console(vm)
         got = wait_for(lambda: "VZLAB-DHCP ip=" in (console.read_text(errors="replace")
                                                     if console.exists() else ""), 180, 1)
         assert got, "the VM got no lease from the LAN through br0"
@@ -217,11 +146,9 @@ def test_bridged_vm_gets_dhcp_from_the_lan(br0, domains, tmp_path):
 def test_dhcp_server_in_bridged_container(br0, domains, tmp_path):
     """Seed 5.2.3: a bridged container can serve DHCP; Computer X gets a lease via br0."""
     lab = br0
-    mac = "52:54:00:dd:00:02"
-    domains("lxc", "bct2", ct_xml(lab, "bct2", mac, CT2_IP, filt="mac-ip"))
-    from vzlibvirt.lab.guests import Guest
-
-    pid = lab.container_pid(Guest("bct2", "ct", mac, (CT2_IP,)))
+    g = bridged_ct("bct2", "52:54:00:dd:00:02", CT2_IP, "mac-ip")
+    domains(g)
+    pid = lab.container_pid(g)
     conf = tmp_path / "udhcpd.conf"
     conf.write_text(f"start 198.51.100.160\nend 198.51.100.169\ninterface netif1\n"
                     f"lease_file {tmp_path / 'leases'}\npidfile {tmp_path / 'pid'}\n"

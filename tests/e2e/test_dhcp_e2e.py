@@ -8,18 +8,17 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.helpers import wait_for
 from vzlibvirt.dhcp import dnsmasq_pid, read_hosts
+from vzlibvirt.lab import agent as lab_agent
 from vzlibvirt.lab import daemon
 from vzlibvirt.lab.guests import Guest
+from vzlibvirt.lab.resident import Resident
 
-REPO = Path(__file__).resolve().parents[2]
 OPTION_121 = "staticroutes=169.254.0.1/32 0.0.0.0 0.0.0.0/0 169.254.0.1"
 
 
@@ -32,32 +31,20 @@ def dhcp_dir(lab):
     """The lab's dhcp dir once a dnsmasq of ours serves it; a `vzlibvirt dhcp` started
     here (when the agent does not supervise one) is stopped afterwards."""
     d = lab.paths.state / "dhcp"
-    proc = None
+    supervisor = None
     if not wait_for(lambda: dnsmasq_pid(d), 5, 0.1):
-        anchor = daemon.read_pid(lab.paths, "virtlogd")
-        assert anchor, "lab daemons are not running"
-        env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "PYTHONPATH": str(REPO),
-               "VZLIBVIRT_CONFIG": str(lab.paths.config)}
-        log = (lab.paths.root / "dhcp-supervisor.log").open("ab")
-        proc = subprocess.Popen(
-            ["nsenter", "-t", str(anchor), "-m", "-n", sys.executable, "-m", "vzlibvirt",
-             "dhcp"], env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
-            start_new_session=True)
-        log.close()
+        assert daemon.read_pid(lab.paths, "virtlogd"), "lab daemons are not running"
+        supervisor = Resident.start(lab_agent.cli(lab.paths, sys.executable), "dhcp",
+                                    log=lab.paths.root / "dhcp-supervisor.log",
+                                    new_session=True)
     assert wait_for(lambda: dnsmasq_pid(d), 30, 0.1), "no dnsmasq in the lab"
     try:
         yield d
     finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.returncode != 1:  # it supervised (1: the agent already did)
-                with contextlib.suppress(ProcessLookupError, TypeError):
-                    os.kill(dnsmasq_pid(d), signal.SIGKILL)  # never outlives the test
+        # it supervised unless it exited 1 (the agent already did)
+        if supervisor is not None and supervisor.stop() != 1:
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(dnsmasq_pid(d), signal.SIGKILL)  # never outlives the test
 
 
 def line_of(lab, g: Guest) -> str:

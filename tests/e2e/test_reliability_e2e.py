@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
+from vzlibvirt.contract import domains_dir
 from vzlibvirt.lab import daemon
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.guests import Guest
-from vzlibvirt.lab.sh import run
 
 
 def _ct(n: int, ip: str) -> Guest:
@@ -23,16 +22,9 @@ def _ct(n: int, ip: str) -> Guest:
 
 
 def _records(lab) -> dict[str, dict]:
-    d = lab.paths.state / "domains"
+    d = domains_dir(lab.paths.state)
     return {r["name"]: r for r in (json.loads(p.read_text()) for p in d.glob("*.json"))} \
         if d.is_dir() else {}
-
-
-def _vzlibvirt(lab, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VZLIBVIRT_CONFIG": str(lab.paths.config)}
-    return subprocess.run(["ip", "netns", "exec", S.HOST_NETNS, sys.executable, "-m",
-                           "vzlibvirt", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_conflict_refused_by_virsh_start(lab, run_guests):
@@ -84,20 +76,18 @@ def test_libvirtd_sigkill_then_reconnect_and_reconcile(lab, run_guests):
     for p in ctl:
         os.kill(int(p), signal.SIGKILL)
     anchor = daemon.read_pid(lab.paths, "virtlogd")
-    run(["nsenter", "-t", str(anchor), "-m", "-n", str(lab.paths.root / "start-daemons")],
-        timeout=60)
-    daemon.wait_ready(lab.paths)
+    daemon.start_daemons(lab.paths, anchor)
 
-    r = _vzlibvirt(lab, "reconcile", "--connect", lab.paths.uri("lxc"),
-                   "--connect", lab.paths.uri("qemu"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "reconcile:" in r.stdout
+    r = lab.vz().run("reconcile", "--connect", lab.paths.uri("lxc"),
+                     "--connect", lab.paths.uri("qemu"), timeout=120)
+    assert r.rc == 0, r.text + r.stderr
+    assert "reconcile:" in r.text
     records = _records(lab)
     assert keep.name in records and gone.name not in records
     proxy = proxies(lab)
     assert (keep.ips[0], S.NEIGH_DEV) in proxy and (gone.ips[0], S.NEIGH_DEV) not in proxy
     assert gone.ips[0] not in host_routes(lab)
     assert wait_for(lambda: lab.ping_from_x(keep.ips[0]), 15)
-    status = _vzlibvirt(lab, "status", "--json")
+    status = lab.vz().run("status", "--json", timeout=120)
     rows = {row["domain"]: row for row in json.loads(status.stdout)}
     assert rows[keep.name]["ok"] and gone.name not in rows

@@ -1,11 +1,12 @@
-"""Real-kernel fixtures: a fresh host/LAN namespace pair per test, removed afterwards."""
+"""Real-kernel fixtures: a fresh host/LAN namespace pair per test (the lab's topology
+builder, with a throw-away prefix), removed afterwards."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import require
-from tests.nettopo import Topology, netns_possible
+from vzlibvirt.lab.topology import Topology, netns_possible
 
 pytestmark = pytest.mark.netns
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.netns
 def topo():
     ok, why = netns_possible()
     require(ok, why)
-    t = Topology()
+    t = Topology.throwaway()
     try:
         t.up()
         yield t

@@ -7,11 +7,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.nettopo import Guest, Topology
-from tests.nettopo import wait_for as _wait_for
+from vzlibvirt.lab.resident import Resident
+from vzlibvirt.lab.sh import wait_for as _wait_for
+from vzlibvirt.lab.topology import Guest, Topology
 
 BUSYBOX = "/bin/busybox"
 
@@ -95,30 +95,21 @@ def wait_for(pred, timeout: float = 20, interval: float = 0.05):
     return _wait_for(pred, timeout, interval)
 
 
-class Resident:
-    """`vzlibvirt dhcp` or `vzlibvirt agent`, run in the host namespace."""
+class Supervisor(Resident):
+    """`vzlibvirt dhcp` or `vzlibvirt agent` in the host namespace, and its dnsmasq."""
 
-    def __init__(self, topo: Topology, vz, command: str):
-        self.vz = vz
-        self.log = vz.root / f"{command}.log"
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.host, sys.executable, "-m", "vzlibvirt", command],
-            env=vz.env(), stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
-        self.dir = vz.state / "dhcp"
+    dhcp_dir: Path
+
+    @classmethod
+    def launch(cls, topo: Topology, vz, command: str) -> Supervisor:
+        r = cls.start(vz, command, log=vz.root / f"{command}.log", ns=topo.host)
+        r.dhcp_dir = vz.state / "dhcp"
+        return r
 
     def dnsmasq_pid(self, timeout: float = 20) -> int:
         """The running dnsmasq's pid, once its pid file names a live dnsmasq of ours."""
         from vzlibvirt.dhcp import dnsmasq_pid
 
-        pid = wait_for(lambda: dnsmasq_pid(self.dir), timeout)
+        pid = wait_for(lambda: dnsmasq_pid(self.dhcp_dir), timeout)
         assert pid, f"no dnsmasq came up:\n{self.log.read_text()}"
         return pid
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()

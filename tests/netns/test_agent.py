@@ -17,33 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.nettopo import host_snapshot
-from tests.xmlgen import domain_xml, routed
+from tests.netns.probes import host_snapshot
+from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.resident import Resident
+from vzlibvirt.lab.runner import LIBVIRT_ENV
+from vzlibvirt.lab.runner import LIFE as OPS
 
 pytestmark = pytest.mark.netns
-LIBVIRT_ENV = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C"}
-OPS = (("prepare", "begin"), ("start", "begin"), ("started", "begin"), ("stopped", "end"),
-       ("release", "end"))
 
 
-class Agent:
-    def __init__(self, topo, vz, env: dict[str, str] | None = None, sock: Path | None = None):
-        self.topo, self.vz = topo, vz
-        self.sock = sock or vz.root / "agent.sock"
-        self.log = vz.root / "agent.log"
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.host, sys.executable, "-m", "vzlibvirt", "agent"],
-            env=vz.env(**(env or {})), stderr=self.log.open("ab"), stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not self.sock.exists():
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "agent did not come up"
-            time.sleep(0.02)
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=20)
+def start_agent(topo, vz, sock: Path | None = None, **env: str) -> Resident:
+    """`vzlibvirt agent` in the test's host namespace, once it serves its socket."""
+    return Resident.start(vz, "agent", log=vz.root / "agent.log",
+                          sock=sock or vz.root / "agent.sock", ns=topo.host, **env)
 
 
 @pytest.fixture
@@ -54,14 +40,14 @@ def shimmed(topo, vz):
     r = vz.run("install-hooks", "--hooks-dir", str(vz.root / "hooks"), "--config",
                str(vz.config))
     assert r.rc == 0, r.stderr
-    agents: list[Agent] = []
+    agents: list[Resident] = []
 
-    def start_agent(**env) -> Agent:
-        a = Agent(topo, vz, env)
+    def start(**env) -> Resident:
+        a = start_agent(topo, vz, **env)
         agents.append(a)
         return a
 
-    yield start_agent
+    yield start
     for a in agents:
         a.stop(signal.SIGKILL)
 
@@ -157,7 +143,7 @@ def test_socket_refuses_non_root(topo, vz, tmp_path_factory):
     try:
         sockdir.chmod(0o755)  # traversable, so only the socket's own checks stand
         vz.write_config(f'[agent]\nsocket = "{sockdir / "agent.sock"}"\n')
-        agent = Agent(topo, vz, sock=sockdir / "agent.sock")
+        agent = start_agent(topo, vz, sock=sockdir / "agent.sock")
         try:
             assert oct(agent.sock.stat().st_mode & 0o777) == "0o600"
             probe = [sys.executable, str(Path(__file__).with_name("agent_probe.py")),
@@ -178,10 +164,8 @@ def test_socket_refuses_non_root(topo, vz, tmp_path_factory):
 
 def test_second_agent_refuses(topo, vz, shimmed):
     first = shimmed()
-    second = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, "-m",
-                             "vzlibvirt", "agent"], env=vz.env(), capture_output=True,
-                            text=True, timeout=30)
-    assert second.returncode == 1
+    second = vz.run("agent", ns=topo.host, timeout=30)
+    assert second.rc == 1
     assert f"another agent (pid {first.proc.pid}" in second.stderr or \
         "another agent" in second.stderr
     assert second.stderr.count("\n") == 1

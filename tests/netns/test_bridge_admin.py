@@ -12,8 +12,6 @@ import re
 
 import pytest
 
-from tests.nettopo import link_master
-
 pytestmark = pytest.mark.netns
 
 
@@ -63,7 +61,7 @@ def test_create_then_delete_restores_exactly(topo, vz, uplink):
     assert r.rc == 0, r.stderr
     br = _link(topo, "br0")
     assert br["mtu"] == 1400 and br["address"] == up["address"]
-    assert link_master(topo, topo.host, "enp0s5") == "br0"
+    assert topo.link_master(topo.host, "enp0s5") == "br0"
     addrs = topo.ip(topo.host, "-o", "addr", "show", "dev", "br0")
     for a in ("198.51.100.2/24", "198.51.100.3/24", "203.0.113.5/24", "2001:db8:100::2/64"):
         assert a in addrs
@@ -97,7 +95,7 @@ def test_guests_only_bridge(topo, vz):
     r = vz.run("bridge", "create", "br1", ns=topo.host)
     assert r.rc == 0, r.stderr
     assert _link(topo, "br1")["linkinfo"]["info_kind"] == "bridge"
-    assert link_master(topo, topo.host, "enp0s5") is None
+    assert topo.link_master(topo.host, "enp0s5") is None
     assert vz.run("bridge", "delete", "br1", ns=topo.host).rc == 0
     assert snapshot(topo) == before
 

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nettopo import (
-    X_IP4,
-    X_IP6,
-    add_bridged_guest,
-    link_master,
-    nft_elements,
-    udp_reaches,
-)
-from tests.xmlgen import bridged, domain_xml, routed
+from tests.netns.probes import udp_reaches
+from vzlibvirt.lab.domxml import bridged, domain_xml, routed
+from vzlibvirt.lab.settings import X_IP4, X_IP6
 
 pytestmark = pytest.mark.netns
 
@@ -31,7 +25,7 @@ def br0(topo, vz):
 
 def _guest(topo, vz, name, cidr, driver="lxc", **vzattrs):
     """A bridged guest started through the hooks; returns (guest, xml)."""
-    g = add_bridged_guest(topo, name, cidr, host_dev=f"vb{name}", guest_dev="netif1")
+    g = topo.add_bridged_guest(name, cidr, host_dev=f"vb{name}", guest_dev="netif1")
     ip = cidr.split("/")[0]
     vzattrs.setdefault("ips", [ip] if vzattrs.get("filter") == "mac-ip" else [])
     xml = domain_xml(name, driver=driver,
@@ -49,7 +43,7 @@ def _x_neighbour_mac(topo, ip: str) -> str | None:
 def test_seed_bridged_guest(topo, vz, br0, driver):
     g, xml = _guest(topo, vz, "b1", "198.51.100.101/24", driver=driver)
 
-    assert link_master(topo, topo.host, g.host_dev) == "br0"
+    assert topo.link_master(topo.host, g.host_dev) == "br0"
     mtu_br = topo.ip(topo.host, "-o", "link", "show", "br0").split("mtu")[1].split()[0]
     mtu_port = topo.ip(topo.host, "-o", "link", "show", g.host_dev).split("mtu")[1].split()[0]
     assert mtu_port == mtu_br
@@ -61,7 +55,7 @@ def test_seed_bridged_guest(topo, vz, br0, driver):
     assert seen == X_IP4
 
     vz.stop(driver, "b1", xml, topo.host)
-    assert link_master(topo, topo.host, g.host_dev) is None
+    assert topo.link_master(topo.host, g.host_dev) is None
     assert vz.records() == []
 
 
@@ -89,7 +83,7 @@ def test_routed_venet0_and_bridged_netif1(topo, vz, br0):
     ])
     vz.start("lxc", "ct", xml, topo.host)
 
-    assert link_master(topo, topo.host, "vb0") == "br0"
+    assert topo.link_master(topo.host, "vb0") == "br0"
     assert "198.51.100.150" in topo.proxy_entries("br0")
     assert topo.ping(topo.lan, "198.51.100.150"), "routed venet0 unreachable"
     assert topo.ping(topo.lan, "203.0.113.51"), "bridged netif1 unreachable"
@@ -97,7 +91,7 @@ def test_routed_venet0_and_bridged_netif1(topo, vz, br0):
     assert _x_neighbour_mac(topo, "203.0.113.51") == mac2
 
     vz.stop("lxc", "ct", xml, topo.host)
-    assert link_master(topo, topo.host, "vb0") is None
+    assert topo.link_master(topo.host, "vb0") is None
     assert topo.proxy_entries("br0") == set()
     assert topo.route_to("198.51.100.150") is None
 
@@ -128,30 +122,30 @@ def test_port_security(topo, vz, br0, filt):
     assert udp_reaches(topo, g.ns, "198.51.100.101", topo.lan, X_IP4) == "198.51.100.101"
 
     vz.stop("lxc", "ps", xml, topo.host)
-    assert nft_elements(topo, "ports") == []
-    assert nft_elements(topo, "port_mac") == []
+    assert topo.nft_elements("ports") == []
+    assert topo.nft_elements("port_mac") == []
 
 
 def test_stop_removes_only_its_elements_and_port(topo, vz, br0):
     a, xml_a = _guest(topo, vz, "pa", "198.51.100.101/24", filter="mac-ip")
     b, xml_b = _guest(topo, vz, "pb", "198.51.100.102/24", filter="mac")
-    assert len(nft_elements(topo, "ports")) == 2
-    assert len(nft_elements(topo, "port_ip4")) == 1
+    assert len(topo.nft_elements("ports")) == 2
+    assert len(topo.nft_elements("port_ip4")) == 1
 
     vz.stop("lxc", "pa", xml_a, topo.host)
-    assert link_master(topo, topo.host, a.host_dev) is None
-    assert link_master(topo, topo.host, b.host_dev) == "br0"
-    macs = [e["concat"][1] for e in nft_elements(topo, "port_mac")]
+    assert topo.link_master(topo.host, a.host_dev) is None
+    assert topo.link_master(topo.host, b.host_dev) == "br0"
+    macs = [e["concat"][1] for e in topo.nft_elements("port_mac")]
     assert macs == [b.mac.lower()]
-    assert nft_elements(topo, "port_ip4") == [] and nft_elements(topo, "port_ip6") == []
-    assert len(nft_elements(topo, "ports")) == 1
+    assert topo.nft_elements("port_ip4") == [] and topo.nft_elements("port_ip6") == []
+    assert len(topo.nft_elements("ports")) == 1
     assert topo.ping(b.ns, X_IP4)
 
     # a second stop is a no-op; b is untouched
     vz.stop("lxc", "pa", xml_a, topo.host)
-    assert len(nft_elements(topo, "ports")) == 1
+    assert len(topo.nft_elements("ports")) == 1
     vz.stop("lxc", "pb", xml_b, topo.host)
-    assert nft_elements(topo, "ports") == [] and nft_elements(topo, "port_mac") == []
+    assert topo.nft_elements("ports") == [] and topo.nft_elements("port_mac") == []
 
 
 def test_isolated_ports_reach_uplink_not_each_other(topo, vz, br0):
@@ -166,7 +160,7 @@ def test_isolated_ports_reach_uplink_not_each_other(topo, vz, br0):
 
 def test_libvirt_plugged_port_gets_filter_and_keeps_port(topo, vz, br0):
     """type='bridge': libvirt plugs the port; we add port security and leave the port."""
-    g = add_bridged_guest(topo, "lp", "198.51.100.101/24", host_dev="vnet7",
+    g = topo.add_bridged_guest("lp", "198.51.100.101/24", host_dev="vnet7",
                           guest_dev="eth0")
     topo.ip(topo.host, "link", "set", "vnet7", "master", "br0")  # what libvirt does
     topo.ip(topo.host, "link", "set", "vnet7", "up")
@@ -174,15 +168,15 @@ def test_libvirt_plugged_port_gets_filter_and_keeps_port(topo, vz, br0):
         bridged(g.mac, target="vnet7", guest=None, type="bridge", source_bridge="br0",
                 filter="mac", mode=None)])
     vz.start("qemu", "lp", xml, topo.host)
-    assert len(nft_elements(topo, "ports")) == 1
+    assert len(topo.nft_elements("ports")) == 1
     topo.ip(topo.lan, "neigh", "flush", "dev", "eth0")
     assert topo.ping(g.ns, X_IP4)
     _spoof_mac(topo, g, "52:54:00:ee:ee:ee")
     assert udp_reaches(topo, g.ns, "198.51.100.101", topo.lan, X_IP4) is None
 
     vz.stop("qemu", "lp", xml, topo.host)
-    assert nft_elements(topo, "ports") == []
-    assert link_master(topo, topo.host, "vnet7") == "br0"  # libvirt's port stays
+    assert topo.nft_elements("ports") == []
+    assert topo.link_master(topo.host, "vnet7") == "br0"  # libvirt's port stays
 
 
 RA_LISTEN = r"""
@@ -234,7 +228,7 @@ def _ra_reaches_x(topo, g) -> bool:
 @pytest.mark.parametrize("filt", ["none", "mac-ip"])
 def test_port_security_ipv6(topo, vz, br0, filt):
     """mac-ip: own IPv6 and own EUI-64 link-local pass; another source and RAs do not."""
-    g = add_bridged_guest(topo, "p6", "2001:db8:100::101/64", host_dev="vbp6",
+    g = topo.add_bridged_guest("p6", "2001:db8:100::101/64", host_dev="vbp6",
                           guest_dev="netif1")
     topo.ip(g.ns, "link", "set", g.guest_dev, "addrgenmode", "eui64")
     xml = domain_xml("p6", interfaces=[bridged(g.mac, target=g.host_dev, filter=filt,
@@ -248,13 +242,13 @@ def test_port_security_ipv6(topo, vz, br0, filt):
     assert got == (None if filt == "mac-ip" else "2001:db8:100::199")
     assert _ra_reaches_x(topo, g) == (filt == "none")
     vz.stop("lxc", "p6", xml, topo.host)
-    assert nft_elements(topo, "port_ip6") == []
+    assert topo.nft_elements("port_ip6") == []
 
 
 def test_mac_already_on_the_bridge_is_refused(topo, vz, br0):
     """A guest whose MAC the bridge already knows behind another port (another guest,
     or a host on the LAN) is refused at `started`, with nothing applied."""
-    g = add_bridged_guest(topo, "b9", "198.51.100.109/24", host_dev="vbb9",
+    g = topo.add_bridged_guest("b9", "198.51.100.109/24", host_dev="vbb9",
                           guest_dev="netif1")
     topo.exec(topo.host, "bridge", "fdb", "add", g.mac, "dev", "enp0s5", "master", "static",
               check=True)
@@ -262,4 +256,4 @@ def test_mac_already_on_the_bridge_is_refused(topo, vz, br0):
     r = vz.hook("lxc", "b9", "started", xml, ns=topo.host)
     assert r.rc == 1 and r.stderr.count("\n") == 1, r.stderr
     assert f"MAC {g.mac} is already present on br0 (behind port enp0s5)" in r.stderr
-    assert link_master(topo, topo.host, "vbb9") is None and vz.records() == []
+    assert topo.link_master(topo.host, "vbb9") is None and vz.records() == []

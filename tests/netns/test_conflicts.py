@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nettopo import X_IP4, X_IP6, host_snapshot
-from tests.xmlgen import domain_xml, routed
+from tests.netns.probes import host_snapshot
+from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.settings import X_IP4, X_IP6
 
 pytestmark = pytest.mark.netns
 

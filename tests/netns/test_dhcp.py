@@ -16,23 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VzEnv, require
+from tests.conftest import Vz, require
 from tests.netns.dhcp_helpers import (
     BUSYBOX,
-    Resident,
+    Supervisor,
     dnsmasq_pids,
     kill_dnsmasqs,
     udhcpc,
     wait_for,
 )
-from tests.nettopo import Guest, add_bridged_guest
-from tests.xmlgen import bridged, domain_xml, routed
+from vzlibvirt.lab.domxml import bridged, domain_xml, routed
+from vzlibvirt.lab.topology import Guest
 
 pytestmark = pytest.mark.netns
 OPTION_121 = "169.254.0.1/32 0.0.0.0 0.0.0.0/0 169.254.0.1"
 
 
-class RunVz(VzEnv):
+class RunVz(Vz):
     """State under /run, as in production: dnsmasq drops root to `nobody`, who must reach
     the hosts file (pytest's tmp dirs are private to root)."""
 
@@ -63,10 +63,10 @@ def dvz(topo, vz):
 def dhcp_env(topo, dvz):
     """Start `vzlibvirt dhcp` or `vzlibvirt agent`; all are stopped (and every dnsmasq of
     the test killed) at teardown, also when the test fails."""
-    residents: list[Resident] = []
+    residents: list[Supervisor] = []
 
-    def run(command: str = "dhcp") -> Resident:
-        r = Resident(topo, dvz, command)
+    def run(command: str = "dhcp") -> Supervisor:
+        r = Supervisor.launch(topo, dvz, command)
         residents.append(r)
         return r
 
@@ -150,7 +150,7 @@ def test_no_answer_to_strangers(topo, dvz, dhcp_env, tmp_path):
     # a bridged VM: its tap (vnetN, matching the interface pattern) is a port of br0
     r = dvz.run("bridge", "create", "br0", ns=topo.host)
     assert r.rc == 0, r.stderr
-    gb = add_bridged_guest(topo, "vmb", "198.51.100.150/24")
+    gb = topo.add_bridged_guest("vmb", "198.51.100.150/24")
     xmlb = domain_xml("vmb", driver="qemu", interfaces=[bridged(gb.mac, target=gb.host_dev,
                                                                 guest=None)])
     dvz.start("qemu", "vmb", xmlb, ns=topo.host)

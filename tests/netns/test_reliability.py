@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.netns.test_agent import Agent
-from tests.xmlgen import domain_xml, routed
+from tests.netns.test_agent import start_agent
+from vzlibvirt.contract import claims_dir
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 pytestmark = pytest.mark.netns
 N = 20
 
 
 def _hook_proc(vz, topo, name, op, xml):
-    return subprocess.Popen(["ip", "netns", "exec", topo.host, sys.executable, "-m",
-                             "vzlibvirt", "hook", "lxc", name, op,
-                             "end" if op in ("stopped", "release") else "begin", "-"],
+    return subprocess.Popen(vz.argv(*vz.hook_args("lxc", name, op), ns=topo.host),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=vz.env())
 
@@ -53,7 +51,8 @@ def test_parallel_hooks_leave_every_entry_right(topo, vz):
     records = [json.loads(p.read_text()) for p in vz.records()]
     assert sorted(r["name"] for r in records) == sorted(guests)
     assert all(r["phase"] == "wired" for r in records)
-    assert sorted((vz.state / "ips").iterdir()) == sorted(vz.state / "ips" / ip for ip in want)
+    claims = claims_dir(vz.state)
+    assert sorted(claims.iterdir()) == sorted(claims / ip for ip in want)
 
     # half of them stop while the other half re-apply (reconnect), all at once
     names = sorted(guests)
@@ -95,7 +94,7 @@ def test_uplink_flapped_100_times(topo, vz):
     vz.start("lxc", "ct1", domain_xml("ct1", interfaces=[routed(g.mac, g.ips,
                                                                  target=g.host_dev,
                                                                  native=True)]), topo.host)
-    agent = Agent(topo, vz)
+    agent = start_agent(topo, vz)
     try:
         lost_for_good = 0
         for i in range(100):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nettopo import HOST_UPLINK_IP4, X_IP4, X_IP6, udp_reaches
-from tests.xmlgen import domain_xml, routed
+from tests.netns.probes import udp_reaches
+from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.settings import LAN_GATEWAY4 as HOST_UPLINK_IP4
+from vzlibvirt.lab.settings import X_IP4, X_IP6
 
 pytestmark = pytest.mark.netns
 
@@ -44,8 +46,8 @@ def test_seed_routed_containers(topo, vz):
 
     # Computer X asks who has .101: the host answers with its own MAC
     r = topo.exec(topo.lan, "arping", "-c", "1", "-w", "3", "-I", "eth0", SEED_IPS[0])
-    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
-    assert _host_mac(topo).lower() in r.stdout.decode().lower()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _host_mac(topo).lower() in r.stdout.lower()
 
     for g, _ in guests:
         assert topo.ping(topo.lan, g.ips[0]), f"X cannot reach {g.name}"

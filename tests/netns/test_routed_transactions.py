@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from tests.nettopo import host_snapshot
-from tests.xmlgen import domain_xml, routed
+from tests.netns.probes import host_snapshot
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 pytestmark = pytest.mark.netns
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 pytestmark = pytest.mark.netns
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = tomllib.loads((CORPUS / "cases.toml").read_text())["case"]

@@ -7,20 +7,22 @@ import struct
 
 import pytest
 
-from tests.xmlgen import bridged, domain_xml
 from vzlibvirt.bridge_admin import BridgeRecord, _label
-from vzlibvirt.bridged import BridgePort, LinkMtu, PortIsolated, bridged_entries
+from vzlibvirt.bridged import bridged_entries, port_security_entries
 from vzlibvirt.domain_xml import parse_domain
-from vzlibvirt.entries import LinkUp, entry_from_json
-from vzlibvirt.netlink import AddrSpec
-from vzlibvirt.portsec import (
-    RULESET,
+from vzlibvirt.entries import (
+    BridgePort,
+    LinkMtu,
+    LinkUp,
     PortFilter,
     PortIP,
+    PortIsolated,
     PortMac,
-    eui64_link_local,
-    port_security_entries,
+    entry_from_json,
 )
+from vzlibvirt.lab.domxml import bridged, domain_xml
+from vzlibvirt.netlink_admin import AddrSpec
+from vzlibvirt.portsec import RULESET, eui64_link_local
 
 MAC = "52:54:00:aa:00:02"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_domain_xml import CONTRACT_EXAMPLE, example
-from tests.xmlgen import domain_xml, routed
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 M1 = "52:54:00:aa:00:01"
 

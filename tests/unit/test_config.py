@@ -202,7 +202,7 @@ def test_state_dir_with_control_characters_is_refused(tmp_path, dir_text):
 ])
 def test_bad_config_refuses_hook_and_plan_with_one_line(cli, extra, reason):
     cli.write_config(extra)
-    from tests.xmlgen import domain_xml, routed
+    from vzlibvirt.lab.domxml import domain_xml, routed
 
     xml = domain_xml("ct", interfaces=[routed("52:54:00:aa:00:01", ["198.51.100.7"])])
     hook, plan = cli.run_many([(("hook", "lxc", "ct", "prepare", "begin", "-"), xml),

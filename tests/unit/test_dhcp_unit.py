@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from vzlibvirt.config import Config, DhcpConfig, parse_config
-from vzlibvirt.dhcp import DhcpHost, read_hosts, write_hosts
+from vzlibvirt.dhcp import read_hosts, write_hosts
 from vzlibvirt.dnsmasq import render_config
-from vzlibvirt.entries import ProxyNeighbour, entry_from_json
+from vzlibvirt.entries import DhcpHost, ProxyNeighbour, entry_from_json
 from vzlibvirt.errors import ConfigError
 from vzlibvirt.model import GuestIP
-from vzlibvirt.plan import routed_entries
+from vzlibvirt.routed import routed_entries
 
 MAC = "52:54:00:AA:00:01"
 UPLINK = [("enp0s5", 2)]
@@ -112,8 +112,8 @@ def test_hosts_file_entry_round_trip(tmp_path):
 
 
 def test_plan_says_what_dhcp_hands_out():
-    from tests.xmlgen import domain_xml, routed
     from vzlibvirt.domain_xml import parse_domain
+    from vzlibvirt.lab.domxml import domain_xml, routed
     from vzlibvirt.plan import describe_plan
 
     xml = domain_xml("vm1", driver="qemu", interfaces=[routed(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt.domain_xml import MAX_XML_BYTES, parse_domain
 from vzlibvirt.errors import VzError
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.model import Driver, Filter, GuestIP, IPSource, Mode
 
 # The contract's example (design.md, "Domain XML"), copied exactly. It has no <name>

@@ -38,15 +38,16 @@ from hypothesis import strategies as st
 
 from tests.unit.test_config import CONTRACT_TOML
 from tests.unit.test_domain_xml import example
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt import hook
 from vzlibvirt.config import Config, ConfigError, load_config, parse_config
+from vzlibvirt.contract import XMLNS as VZNS
 from vzlibvirt.domain_xml import DEFAULT_GATEWAYS, parse_domain
 from vzlibvirt.errors import VzError
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.model import Domain, Driver, Filter, IPSource, Mode
-from vzlibvirt.plan import describe_plan, routed_entries
+from vzlibvirt.plan import describe_plan
+from vzlibvirt.routed import routed_entries
 
-VZNS = "http://vzlibvirt.org/xmlns/network/1.0"
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
@@ -398,18 +399,18 @@ TOML_SWAPS = [(b"169.254.0.1", b"fe80::1"), (b"true", b"1"), (b"200", b"200.0"),
               (b"/run/vzlibvirt", b"run"), (b'"detect"', b'["x" ]'), (b"br0", b"br/0")]
 
 
-def test_mutated_toml_config(tmp_path):
-    path = tmp_path / "vzlibvirt.toml"
+def fuzz_configs(strategy, examples: int, parse, refused) -> Counter:
+    """Run PARSE on EXAMPLES inputs from STRATEGY: a refusal goes to REFUSED, a config
+    must pass check_config. The tally of both."""
     tally = Counter()
 
-    @fuzz_settings(1500)
-    @given(mutated(TOML_SEEDS, TOML_TOKENS, TOML_SWAPS))
+    @fuzz_settings(examples)
+    @given(strategy)
     def run(data):
-        path.write_bytes(data)
         try:
-            cfg = load_config(path)
+            cfg = parse(data)
         except ConfigError as exc:
-            assert str(path) in check_refusal(exc)
+            refused(exc)
             tally["refused"] += 1
             return
         check_config(cfg)
@@ -417,6 +418,20 @@ def test_mutated_toml_config(tmp_path):
 
     run()
     print(f"fuzz tally: {dict(tally)}")  # shown with -s: the figures for the docs
+    return tally
+
+
+def test_mutated_toml_config(tmp_path):
+    path = tmp_path / "vzlibvirt.toml"
+
+    def parse(data: bytes):
+        path.write_bytes(data)
+        return load_config(path)
+
+    def refused(exc: ConfigError) -> None:
+        assert str(path) in check_refusal(exc)
+
+    tally = fuzz_configs(mutated(TOML_SEEDS, TOML_TOKENS, TOML_SWAPS), 1500, parse, refused)
     assert sum(tally.values()) >= 1500, tally
     assert tally["ok"] >= 80 and tally["refused"] >= 500, tally
 
@@ -440,22 +455,7 @@ config_tables = st.one_of(sections, st.dictionaries(st.text(max_size=10), toml_v
 
 
 def test_structured_config_tables():
-    tally = Counter()
-
-    @fuzz_settings(1000)
-    @given(config_tables)
-    def run(data):
-        try:
-            cfg = parse_config(data)
-        except ConfigError as exc:
-            check_refusal(exc)
-            tally["refused"] += 1
-            return
-        check_config(cfg)
-        tally["ok"] += 1
-
-    run()
-    print(f"fuzz tally: {dict(tally)}")  # shown with -s: the figures for the docs
+    tally = fuzz_configs(config_tables, 1000, parse_config, check_refusal)
     assert sum(tally.values()) >= 1000, tally
     assert tally["ok"] >= 30 and tally["refused"] >= 300, tally
 

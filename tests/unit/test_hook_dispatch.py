@@ -12,8 +12,8 @@ import io
 import pytest
 
 from tests.unit.test_domain_xml import example
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt import hook
+from vzlibvirt.lab.domxml import domain_xml, routed
 
 M1 = "52:54:00:aa:00:01"
 GOOD = domain_xml("ct", interfaces=[routed(M1, ["198.51.100.7"], native=True)])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vzlibvirt import contract
 from vzlibvirt import hookinstall as hi
 
 DRIVERS = ("qemu", "lxc", "network")
@@ -81,11 +82,11 @@ def run_shim(text: str, tmp_path: Path, *args: str) -> subprocess.CompletedProce
 def test_shim_domain_ops(driver, tmp_path, fake_python):
     cfg = "/etc/odd path/it's $HOME `x`.toml"
     text = hi.render(driver, str(fake_python), cfg)
-    for op in hi.DOMAIN_OPS:
+    for op in contract.PYTHON_OPS[driver]:
         r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
         assert r.returncode == 0
         assert r.stdout == f"{cfg}|-S -E {hi.CLIENT} {driver} dom1 {op} begin -"
-    for op in hi.FILTER_OPS:  # XML filters: the XML comes back unchanged, no Python
+    for op in contract.FILTER_OPS:  # XML filters: the XML comes back unchanged, no Python
         r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
         assert (r.returncode, r.stdout) == (0, "<domain/>")
     for op in ("start", "stopped-not", "shutdown", "migrate-x", ""):
@@ -111,17 +112,41 @@ def test_shim_stop_ops_start_python_only_for_recorded_domains(driver, tmp_path, 
         return subprocess.run([str(shim), "dom1", op, "end", "-"], capture_output=True,
                               text=True, input=xml, env={"PATH": "/sbin:/usr/bin:/sbin:/bin"})
 
-    for op in hi.STOP_OPS:  # no record: nothing to remove, Python never starts
+    for op in contract.STOP_OPS:  # no record: nothing to remove, Python never starts
         assert (run(op).returncode, run(op).stdout) == (0, "")
-    (state / "domains").mkdir(parents=True)
-    (state / "domains" / f"{driver}-{UUID}.json").write_text("{}")
-    for op in hi.STOP_OPS:
+    record = contract.record_path(state, contract.state_key(driver, UUID))
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    for op in contract.STOP_OPS:
         r = run(op)
         assert (r.returncode, r.stdout) == (0, f"{UUID}|-S -E {hi.CLIENT} {driver} dom1 {op} "
                                                 "end -")
     for bad in ("<domain><name>x</name></domain>", f"<uuid>../../{UUID}</uuid>"):
         r = run("stopped", bad)
         assert r.returncode == 1 and "no valid <uuid>" in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize("driver", ["qemu", "lxc"])
+@pytest.mark.parametrize("xml", [XML.replace("\n", ""), XML.replace("</uuid>\n", "</uuid>")[:-1]],
+                         ids=["one-line", "uuid-on-the-last-line"])
+def test_shim_finds_the_uuid_without_a_final_newline(driver, xml, tmp_path, fake_python):
+    """libvirt ends its XML with a newline, but the shim must not depend on it: a last
+    line without one still counts, or stopped/release would leave the wiring in place."""
+    assert not xml.endswith("\n") and xml.count("<uuid>") == 1
+    state = tmp_path / "state"
+    record = contract.record_path(state, contract.state_key(driver, UUID))
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    fake_python.write_text('#!/bin/sh\nprintf "%s|%s" "$VZLIBVIRT_DOMAIN_UUID" "$*"\n')
+    shim = tmp_path / "shim"
+    shim.write_text(hi.render(driver, str(fake_python), None, str(tmp_path / "no-agent.sock"),
+                              str(state)))
+    for op in contract.STOP_OPS:
+        r = subprocess.run(["/bin/sh", str(shim), "dom1", op, "end", "-"], input=xml,
+                           capture_output=True, text=True,
+                           env={"PATH": "/sbin:/usr/bin:/sbin:/bin"})
+        assert (r.returncode, r.stderr) == (0, ""), op
+        assert r.stdout == f"{UUID}|-S -E {hi.CLIENT} {driver} dom1 {op} end -"
 
 
 def test_shim_network_only_start(tmp_path, fake_python):

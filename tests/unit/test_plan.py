@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from tests.xmlgen import domain_xml, routed
 from vzlibvirt.config import Config, parse_config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.entries import (
@@ -17,11 +16,13 @@ from vzlibvirt.entries import (
     LinkUp,
     ProxyNeighbour,
     Route,
+    RoutedPort6,
     entry_from_json,
 )
+from vzlibvirt.lab.domxml import domain_xml, routed
 from vzlibvirt.model import Driver, GuestIP, IPSource
-from vzlibvirt.plan import bridge_for, describe_plan, routed_entries
-from vzlibvirt.rpfilter6 import RoutedPort6
+from vzlibvirt.plan import bridge_for, describe_plan
+from vzlibvirt.routed import routed_entries
 
 M1, M2, M3 = "52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03"
 UPLINK = [("enp0s5", 2)]
@@ -51,14 +52,15 @@ def test_ipv4_entries_exactly():
 
 def test_ipv6_entries_exactly():
     got = routed_entries("tap0", 9, gips("2001:db8:100::101"), UPLINK, Config())
+    settings = [("enp0s5", 2, "conf/enp0s5/proxy_ndp", "1"),
+                ("enp0s5", 2, "neigh/enp0s5/proxy_delay", "0"),
+                ("enp0s5", 2, "conf/enp0s5/use_oif_addrs_only", "1"),
+                ("tap0", 9, "conf/tap0/disable_ipv6", "0"),
+                ("tap0", 9, "conf/tap0/accept_ra", "0"),
+                ("tap0", 9, "conf/tap0/forwarding", "1")]
     assert got == [
         HostSysctl("net/ipv6/conf/all/forwarding", "1"),
-        DeviceSysctl("enp0s5", 2, "net/ipv6/conf/enp0s5/proxy_ndp", "1"),
-        DeviceSysctl("enp0s5", 2, "net/ipv6/neigh/enp0s5/proxy_delay", "0"),
-        DeviceSysctl("enp0s5", 2, "net/ipv6/conf/enp0s5/use_oif_addrs_only", "1"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/disable_ipv6", "0"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/accept_ra", "0"),
-        DeviceSysctl("tap0", 9, "net/ipv6/conf/tap0/forwarding", "1"),
+        *(DeviceSysctl(dev, idx, f"net/ipv6/{key}", value) for dev, idx, key, value in settings),
         RoutedPort6("tap0", 9),
         LinkUp("tap0", 9),
         Address("tap0", 9, "fe80::1", 128),

@@ -10,6 +10,15 @@
 # [rc, stderr, stdout]; see vzlibvirt/hookclient.py, the reference implementation.
 #
 # usage: hookclient.pl PYTHON PYCLIENT DRIVER OBJECT OPERATION SUBOP EXTRA  (XML on stdin)
+
+# vzlibvirt/contract.py's values, here and nowhere else in this file
+# (tests/unit/test_contract.py fails when they differ)
+my $SOCKET_ENV = 'VZLIBVIRT_AGENT_SOCKET';
+my $DEFAULT_SOCKET = '/run/vzlibvirt/agent.sock';
+my $NO_AGENT = 'none';
+my @FORWARDED_ENV = qw(VZLIBVIRT_DOMAIN_UUID VZLIBVIRT_STATE_DIR);
+my $TIMEOUT = 120;
+
 $SIG{PIPE} = 'IGNORE';
 my $python = shift @ARGV;
 my $pyclient = shift @ARGV;
@@ -17,8 +26,7 @@ binmode STDIN; binmode STDOUT; binmode STDERR;
 my $data = do { local $/; <STDIN> };
 $data = '' unless defined $data;
 my $name = defined $ARGV[1] ? $ARGV[1] : '?';
-my $path = defined $ENV{VZLIBVIRT_AGENT_SOCKET} ? $ENV{VZLIBVIRT_AGENT_SOCKET}
-                                                 : '/run/vzlibvirt/agent.sock';
+my $path = defined $ENV{$SOCKET_ENV} ? $ENV{$SOCKET_ENV} : $DEFAULT_SOCKET;
 
 sub netstrings { return join '', map { length($_) . ':' . $_ . ',' } @_; }
 
@@ -27,12 +35,11 @@ sub fail {
     exit 1;
 }
 
-if ($path ne 'none' && socket(my $sock, 1, 1, 0)) {    # AF_UNIX, SOCK_STREAM
+if ($path ne $NO_AGENT && socket(my $sock, 1, 1, 0)) {    # AF_UNIX, SOCK_STREAM
     if (connect($sock, pack('S', 1) . $path . "\0")) {
-        $SIG{ALRM} = sub { fail('no answer in 120 s') };
-        alarm 120;
-        my @env = map { "$_=$ENV{$_}" }
-                  grep { defined $ENV{$_} } qw(VZLIBVIRT_DOMAIN_UUID VZLIBVIRT_STATE_DIR);
+        $SIG{ALRM} = sub { fail("no answer in $TIMEOUT s") };
+        alarm $TIMEOUT;
+        my @env = map { "$_=$ENV{$_}" } grep { defined $ENV{$_} } @FORWARDED_ENV;
         my $request = netstrings('hook', join("\0", @env), @ARGV, $data);
         while (length $request) {
             my $n = syswrite($sock, $request);
@@ -66,7 +73,7 @@ if ($path ne 'none' && socket(my $sock, 1, 1, 0)) {    # AF_UNIX, SOCK_STREAM
 }
 
 # no agent: the Python client runs the engine in this call, reading the same XML
-$ENV{VZLIBVIRT_AGENT_SOCKET} = 'none';
+$ENV{$SOCKET_ENV} = $NO_AGENT;
 pipe(my $from, my $to) or fail("pipe: $!");
 my $pid = fork();
 fail("fork: $!") unless defined $pid;

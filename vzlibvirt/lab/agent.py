@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import time
 
 from . import daemon, procs
+from .resident import Resident
+from .runner import LIBVIRT_ENV, VzCli
 from .settings import LabPaths
 from .sh import LabError
 
@@ -22,6 +22,16 @@ def pidfile(paths: LabPaths):
     return paths.root / "agent.pid"
 
 
+def cli(paths: LabPaths, python: str) -> VzCli:
+    """`vzlibvirt` as libvirtd's own children run it: in the daemon's namespaces, with
+    libvirt's environment and the lab config."""
+    anchor = daemon.read_pid(paths, "virtlogd")
+    if anchor is None:
+        raise LabError("the lab's daemons are not running")
+    return VzCli(paths.config, enter=("nsenter", "-t", str(anchor), "-m", "-n"),
+                 base_env=LIBVIRT_ENV, python=python)
+
+
 def running(paths: LabPaths) -> int | None:
     try:
         pid = int(pidfile(paths).read_text())
@@ -31,34 +41,14 @@ def running(paths: LabPaths) -> int | None:
 
 
 def start(paths: LabPaths, python: str, timeout: float = 15) -> int:
-    anchor = daemon.read_pid(paths, "virtlogd")
-    if anchor is None:
-        raise LabError("cannot start the agent: the lab's daemons are not running")
-    env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-           "VZLIBVIRT_CONFIG": str(paths.config)}
-    log = open(paths.lab("log") / "agent.log", "ab")  # noqa: SIM115 (child keeps it)
-    try:
-        proc = subprocess.Popen(
-            ["nsenter", "-t", str(anchor), "-m", "-n", python, "-m", "vzlibvirt", "agent"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-    pidfile(paths).write_text(str(proc.pid))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if socket_path(paths).exists():
-            return proc.pid
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    tail = (paths.lab("log") / "agent.log").read_text(errors="replace")[-1500:]
-    stop(paths)
-    raise LabError(f"the vzlibvirt agent did not come up:\n{tail}")
+    agent = Resident.start(cli(paths, python), "agent", log=paths.lab("log") / "agent.log",
+                           sock=socket_path(paths), timeout=timeout, new_session=True)
+    pidfile(paths).write_text(str(agent.pid))
+    return agent.pid
 
 
 def stop(paths: LabPaths) -> None:
+    """By pid file, so any process (a later `lab down`) can stop it."""
     pid = running(paths)
     if pid is not None:
         procs.kill_all({pid})

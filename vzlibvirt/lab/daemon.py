@@ -3,10 +3,9 @@ lab directories are bind-mounted over libvirt's own (see docs/lab.md for why eac
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
-
-import shutil
 
 from . import procs
 from . import settings as S
@@ -137,6 +136,12 @@ def restart(paths: LabPaths) -> None:
     if anchor is None:
         raise LabError("virtlogd is not running: the lab is down, cannot restart libvirtd")
     stop_libvirtd(paths)
+    start_daemons(paths, anchor)
+
+
+def start_daemons(paths: LabPaths, anchor: int) -> None:
+    """Start whichever daemon is not running, in the lab's namespaces (those of ANCHOR,
+    virtlogd's pid), and wait until libvirtd answers."""
     run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
         timeout=60)
     wait_ready(paths)

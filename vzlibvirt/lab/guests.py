@@ -1,15 +1,16 @@
-"""The lab's guests and their domain XML (contract section "Domain XML")."""
+"""The lab's guests: the seed's containers and VMs, and the domain XML that defines them
+(built by lab.domxml, contract section "Domain XML")."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
-from .settings import BRIDGE, GATEWAY4, GATEWAY6, LAN_GATEWAY4, LAN_PREFIX4
+from vzlibvirt.contract import GATEWAY4, GATEWAY6
 
-XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
+from .domxml import domain_xml, kernel_boot, lxc_boot
+from .settings import BRIDGE, LAN_GATEWAY4, LAN_PREFIX4
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,9 @@ class Guest:
     extra_vz: str = ""  # raw extra XML inside <vz:interface> (refusal tests)
     vz_metadata: bool = True  # LXC: False = native <ip> only, no <vz:network>
     mode: str = "routed"
-    labels: dict[str, str] = field(default_factory=dict)
+    vz_attrs: dict[str, str] = field(default_factory=dict)  # e.g. filter, bridge
     dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
-    source_bridge: str = ""  # VM: <interface type='bridge'> (libvirt plugs it), not ethernet
+    source_bridge: str = ""  # <interface type='bridge'> (libvirt plugs it), not ethernet
 
     @property
     def driver(self) -> str:
@@ -62,67 +63,36 @@ SEED_BRIDGED_VMS = (
 )
 
 
-def _q(value: str) -> str:
-    return quoteattr(value)
+def _interface(g: Guest) -> dict:
+    """G's one interface. A routed container's native <ip>/<route> configure the inside
+    (libvirt does it), our metadata (or the LXC default) makes the host side routed; a
+    bridged one gets netif1 with a LAN address and gateway, our metadata makes it a port
+    of br0. A VM's IPs are in <vz:ip> (QEMU refuses native ones)."""
+    vz = {"mode": g.mode, "ips": list(g.ips) if g.kind == "vm" else [], "extra": g.extra_vz,
+          **g.vz_attrs}
+    iface: dict = {"mac": g.mac, "vz": vz if g.vz_metadata else None}
+    if g.kind == "vm":
+        iface.update(model="virtio", type="bridge" if g.source_bridge else "ethernet",
+                     source_bridge=g.source_bridge)
+    elif g.mode == "bridged":
+        iface.update(guest="netif1", native=[(ip, LAN_PREFIX4) for ip in g.v4],
+                     routes=[("ipv4", "0.0.0.0", 0, LAN_GATEWAY4)])
+        if g.source_bridge:  # libvirt plugs it (bench: plain libvirt, nwfilter)
+            iface.update(type="bridge", source_bridge=g.source_bridge)
+    else:
+        iface.update(guest="venet0",
+                     native=[(ip, 32, GATEWAY4) for ip in g.v4] + [(ip, 128) for ip in g.v6],
+                     routes=([("ipv4", "0.0.0.0", 0, GATEWAY4)] if g.v4 else [])
+                     + ([("ipv6", "::", 0, GATEWAY6)] if g.v6 else []))
+    return iface
 
 
-def vz_metadata(g: Guest, *, with_ips: bool) -> str:
-    ips = "".join(f"<vz:ip address={_q(ip)}/>" for ip in g.ips) if with_ips else ""
-    return (
-        f"<metadata><vz:network xmlns:vz={_q(XMLNS)}>"
-        f"<vz:interface mac={_q(g.mac)} mode={_q(g.mode)}>{ips}{g.extra_vz}</vz:interface>"
-        "</vz:network></metadata>"
-    )
+def container_xml(g: Guest, rootfs: Path) -> bytes:
+    return domain_xml(g.name, driver="lxc", interfaces=[_interface(g)], hook=False,
+                      boot=lxc_boot(rootfs))
 
 
-def container_xml(g: Guest, rootfs: Path) -> str:
-    """A routed LXC guest: native <ip>/<route> configure the inside (libvirt does it),
-    our metadata (or the LXC default) makes the host side routed. A bridged one gets
-    netif1 with a LAN address and gateway; our metadata makes it a port of br0."""
-    if g.mode == "bridged":
-        return _container_xml(g, rootfs, "netif1", "".join(
-            f"<ip address={_q(ip)} prefix='{LAN_PREFIX4}'/>" for ip in g.v4)
-            + f"<route family='ipv4' address='0.0.0.0' prefix='0' "
-              f"gateway={_q(LAN_GATEWAY4)}/>")
-    native = "".join(
-        f"<ip address={_q(ip)} prefix='32' peer={_q(GATEWAY4)}/>" for ip in g.v4
-    ) + "".join(f"<ip address={_q(ip)} prefix='128'/>" for ip in g.v6)
-    if g.v4:
-        native += (f"<route family='ipv4' address='0.0.0.0' prefix='0' "
-                   f"gateway={_q(GATEWAY4)}/>")
-    if g.v6:
-        native += f"<route family='ipv6' address='::' prefix='0' gateway={_q(GATEWAY6)}/>"
-    return _container_xml(g, rootfs, "venet0", native)
-
-
-def _container_xml(g: Guest, rootfs: Path, guest_dev: str, native: str) -> str:
-    meta = vz_metadata(g, with_ips=False) if g.vz_metadata else ""
-    return f"""<domain type='lxc'>
-  <name>{g.name}</name>
-  {meta}
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type>exe</type>
-    <init>/bin/busybox</init>
-    <initarg>sh</initarg><initarg>-c</initarg>
-    <initarg>while :; do /bin/busybox sleep 3600; done</initarg>
-  </os>
-  <devices>
-    <emulator>/usr/lib/libvirt/libvirt_lxc</emulator>
-    <filesystem type='mount'><source dir={_q(str(rootfs))}/><target dir='/'/></filesystem>
-    <interface type='ethernet'>
-      <mac address={_q(g.mac)}/>
-      <guest dev={_q(guest_dev)}/>
-      {native}
-    </interface>
-    <console type='pty'/>
-  </devices>
-</domain>
-"""
-
-
-def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = False) -> str:
+def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = False) -> bytes:
     """A QEMU guest; its IPs reach the initramfs init on the kernel command line: /32
     via 169.254.0.1 when routed, a LAN /24 via the lab host when bridged."""
     if g.dhcp:
@@ -131,31 +101,6 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
         net = f"vzip={','.join(f'{ip}/{LAN_PREFIX4}' for ip in g.v4)} vzgw={LAN_GATEWAY4}"
     else:
         net = f"vzip={','.join(g.ips)} vzgw={GATEWAY4}"
-    if g.source_bridge:
-        nic = f"<interface type='bridge'><source bridge={_q(g.source_bridge)}/>"
-    else:
-        nic = "<interface type='ethernet'>"
-    cmdline = f"console=ttyS0 quiet panic=-1 {net}"
-    return f"""<domain type={_q('kvm' if kvm else 'qemu')}>
-  <name>{g.name}</name>
-  {vz_metadata(g, with_ips=True)}
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <on_reboot>destroy</on_reboot>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    {nic}
-      <mac address={_q(g.mac)}/>
-      <model type='virtio'/>
-    </interface>
-    <serial type='file'><source path={_q(str(console))}/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    boot = kernel_boot(kernel, initrd, f"console=ttyS0 quiet panic=-1 {net}", console)
+    return domain_xml(g.name, driver="kvm" if kvm else "qemu", interfaces=[_interface(g)],
+                      hook=False, boot=boot)

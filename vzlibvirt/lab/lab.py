@@ -9,16 +9,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import hookinstall
 from . import agent as lab_agent
-from . import daemon, guests, images, procs, topology
+from . import daemon, guests, images, procs
 from . import settings as S
+from .runner import LIBVIRT_ENV, Result, VzCli, in_netns
 from .settings import LabPaths
-from .sh import LabError, in_netns, progress, run
+from .sh import LabError, progress, run, wait_for
+from .topology import Topology, netns_exists
 
 # A lab-only hook in front of ours: logs every call (and, when the flag file
 # probe-links exists, the lab host's links) so tests can see what libvirt called.
@@ -79,12 +80,13 @@ class Record:
 class Lab:
     def __init__(self, paths: LabPaths | None = None) -> None:
         self.paths = paths or LabPaths()
+        self.topo = Topology(prefix=S.LAB_PREFIX)  # vzlab-host, vzlab-lan
 
     # ---------- life cycle ----------
     def is_up(self) -> bool:
         return (
             self.paths.record.exists()
-            and topology.healthy()
+            and self.bridge_holds_uplink()
             and daemon.read_pid(self.paths, "libvirtd") is not None
             and self.virsh("lxc", "version", check=False).returncode == 0
         )
@@ -97,8 +99,8 @@ class Lab:
         if self.is_up():
             progress(f"lab already up ({self.paths.root})")
             return
-        if self.paths.root.exists() or topology.netns_exists(S.HOST_NETNS) \
-                or topology.netns_exists(S.LAN_NETNS):
+        if self.paths.root.exists() or netns_exists(S.HOST_NETNS) \
+                or netns_exists(S.LAN_NETNS):
             progress("leftovers of an earlier lab found: taking them down first")
             self.down()
         try:
@@ -121,7 +123,7 @@ class Lab:
         rec.vm_kernel, rec.vm_initrd = str(vm.kernel), str(vm.initrd)
         progress(f"namespaces {S.HOST_NETNS} (uplink {S.UPLINK}) and {S.LAN_NETNS} "
                  f"(Computer X {S.X_IP4})")
-        topology.create()
+        self.topo.up()
         rec.net_ids = [i for i in (procs.netns_id(S.HOST_NETNS), procs.netns_id(S.LAN_NETNS))
                        if i]
         rec.save(p.record)
@@ -189,11 +191,11 @@ class Lab:
             for ctl in Path("/sys/fs/cgroup").glob("*"):
                 with contextlib.suppress(OSError):
                     (ctl / cg.lstrip("/")).rmdir()
-        if topology.netns_exists(S.HOST_NETNS) and p.config.exists():
+        if netns_exists(S.HOST_NETNS) and p.config.exists():
             # guests are gone, so br0 has no guest ports; the namespace goes anyway
             self.bridge("delete", S.BRIDGE, check=False)
         say("removing namespaces")
-        topology.destroy()
+        self.topo.close()
         for cg in rec.new_cgroups:
             _rmdir_tree(Path(cg))
         for d in reversed(rec.created_dirs):
@@ -231,7 +233,7 @@ class Lab:
             rec = self.record()
             xml = guests.vm_xml(g, Path(rec.vm_kernel), Path(rec.vm_initrd),
                                 self.console(g), kvm=kvm)
-        (gdir / "domain.xml").write_text(xml)
+        (gdir / "domain.xml").write_bytes(xml)
         self.virsh(g.driver, "define", str(gdir / "domain.xml"))
 
     def start(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
@@ -277,23 +279,23 @@ class Lab:
         return run(["nsenter", "-t", str(self.container_pid(g)), "-n", *cmd], **kw)
 
     def in_host(self, cmd: list[str], **kw):
-        return run(in_netns(S.HOST_NETNS, cmd), **kw)
+        return run([*in_netns(S.HOST_NETNS), *cmd], **kw)
 
     def in_lan(self, cmd: list[str], **kw):
-        return run(in_netns(S.LAN_NETNS, cmd), **kw)
+        return run([*in_netns(S.LAN_NETNS), *cmd], **kw)
+
+    def bridge_holds_uplink(self) -> bool:
+        """Namespaces up and the uplink a port of the lab's br0 (made by `lab up`)?"""
+        return self.topo.healthy() and self.topo.link_master(S.HOST_NETNS, S.UPLINK) == S.BRIDGE
 
     def ping_from_x(self, ip: str, *, count: int = 1, wait: float = 1) -> bool:
         return self.in_lan(["ping", "-c", str(count), "-W", str(wait), "-n", ip],
                            check=False).returncode == 0
 
     def wait_console(self, g: guests.Guest, needle: str, timeout: float = 90) -> bool:
-        deadline = time.monotonic() + timeout
         log = self.console(g)
-        while time.monotonic() < deadline:
-            if log.exists() and needle in log.read_text(errors="replace"):
-                return True
-            time.sleep(0.5)
-        return False
+        return bool(wait_for(lambda: log.exists() and needle in log.read_text(errors="replace"),
+                             timeout, 0.5))
 
     def hook_calls(self) -> list[str]:
         try:
@@ -311,13 +313,19 @@ class Lab:
     def agent_pid(self) -> int | None:
         return lab_agent.running(self.paths)
 
-    def bridge(self, *args: str, python: str | None = None, check: bool = True):
+    def vz(self, python: str | None = None) -> VzCli:
+        """`vzlibvirt` in the lab host, with the lab config and libvirt's environment."""
+        return VzCli(self.paths.config, enter=in_netns(S.HOST_NETNS), base_env=LIBVIRT_ENV,
+                     python=python or sys.executable)
+
+    def bridge(self, *args: str, python: str | None = None, check: bool = True) -> Result:
         """`vzlibvirt bridge ARGS` in the lab host, with the lab config (its state dir keeps
         the bridge record): the lab makes br0 with the product, as a user would."""
-        env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-               "VZLIBVIRT_CONFIG": str(self.paths.config)}
-        return run(["ip", "netns", "exec", S.HOST_NETNS, python or sys.executable, "-m",
-                    "vzlibvirt", "bridge", *args], env=env, check=check, timeout=60)
+        r = self.vz(python).run("bridge", *args, timeout=60)
+        if check and r.rc != 0:
+            raise LabError(f"vzlibvirt bridge {' '.join(args)} -> exit {r.rc}: "
+                           f"{(r.stderr or r.text).strip()}")
+        return r
 
     def restart_libvirtd(self) -> None:
         daemon.restart(self.paths)

@@ -1,4 +1,5 @@
-"""Where the lab lives and its fixed topology (shared with the netns tests' numbers)."""
+"""Where the lab lives and the seed's numbers, which the lab, the netns tests and bench
+share through lab.topology and lab.domxml."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HOST_NETNS = "vzlab-host"
-LAN_NETNS = "vzlab-lan"
+LAB_PREFIX = "vzlab"  # the lab's namespaces; throw-away test topologies use vzt-TAG
+HOST_NETNS = f"{LAB_PREFIX}-host"
+LAN_NETNS = f"{LAB_PREFIX}-lan"
 UPLINK = "enp0s5"
 # `lab up` makes br0 over the uplink (seed 5.2.1.2 / 5.2.2.1). Once the uplink is a bridge
 # port, ARP and NDP from the LAN arrive on br0, so routed guests' proxy entries live there.
@@ -20,8 +22,6 @@ X_IP4 = "198.51.100.10"
 X_IP6 = "2001:db8:100::10"
 LAN_PREFIX4 = 24
 LAN_GATEWAY4 = HOST_IP4.split("/")[0]  # bridged guests' default gateway: the lab host
-GATEWAY4 = "169.254.0.1"
-GATEWAY6 = "fe80::1"
 
 # Host directories that libvirtd needs; in the lab each is a bind mount of a lab dir,
 # made only inside libvirtd's private mount namespace.
@@ -33,6 +33,11 @@ LIBVIRT_DIRS = {
     "log": "/var/log/libvirt",
     "cache": "/var/cache/libvirt",
 }
+
+
+def _under(*parts: str) -> property:
+    """A path under the lab root (read-only attribute of LabPaths)."""
+    return property(lambda self: self.root.joinpath(*parts))
 
 
 @dataclass(frozen=True)
@@ -50,42 +55,15 @@ class LabPaths:
         """The lab directory that stands in for LIBVIRT_DIRS[key]."""
         return self.root / key
 
-    @property
-    def etc(self) -> Path:
-        return self.lab("etc")
-
-    @property
-    def hooks(self) -> Path:
-        return self.lab("hooks")
-
-    @property
-    def run(self) -> Path:
-        return self.lab("run")
-
-    @property
-    def guests(self) -> Path:
-        return self.root / "guests"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "vzlibvirt-state"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "vzlibvirt.toml"
-
-    @property
-    def record(self) -> Path:
-        """JSON record of what `up` made (pids, created mount points), read by `down`."""
-        return self.root / "lab.json"
-
-    @property
-    def hooklog(self) -> Path:
-        return self.root / "hook-calls.log"
-
-    @property
-    def socket(self) -> Path:
-        return self.run / "libvirt-sock"
+    etc = _under("etc")
+    hooks = _under("hooks")
+    run = _under("run")
+    guests = _under("guests")
+    state = _under("vzlibvirt-state")
+    config = _under("vzlibvirt.toml")
+    record = _under("lab.json")  # what `up` made (pids, mount points), read by `down`
+    hooklog = _under("hook-calls.log")
+    socket = _under("run", "libvirt-sock")
 
     def uri(self, driver: str) -> str:
         return f"{driver}:///system?socket={self.socket}"

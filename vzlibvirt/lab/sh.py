@@ -1,11 +1,13 @@
 """Subprocess helpers: every external command of the lab goes through here, so errors
-carry the command line and its stderr, and nothing runs in the root netns by accident."""
+carry the command line and its stderr, and nothing runs in the root netns by accident;
+and the one poll loop of the lab, the tests and bench."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 
@@ -38,9 +40,14 @@ def run(
     return proc
 
 
-def in_netns(netns: str, cmd: Sequence[str]) -> list[str]:
-    """CMD prefixed to run inside named network namespace NETNS (network only)."""
-    return ["nsenter", f"--net=/run/netns/{netns}", *cmd]
+def wait_for(pred, timeout: float = 30, interval: float = 0.05):
+    """Poll PRED until it returns something true or TIMEOUT passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 def progress(msg: str) -> None:

@@ -1,73 +1,20 @@
-"""Host entries: one object per thing vzlibvirt puts on the host.
+"""Kernel entries: sysctls, link state and MTU, addresses, routes, proxy neighbours.
 
-Wiring a guest means making a list of entries present; unwiring means removing the ones
-we created. Every entry can say whether it is present, add itself (reporting whether it
-created something or found it there already) and remove itself, and it serialises to
-the state file, so the state records exactly what was added and nothing more.
+Each is one targeted netlink request or one /proc/sys file (entries/base.py says what an
+entry promises).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from vzlibvirt import sysctl
+from vzlibvirt import netdev, sysctl
+from vzlibvirt.entries.base import DeviceEntry, Entry
 from vzlibvirt.errors import ConflictError
 
 if TYPE_CHECKING:
     from vzlibvirt.netlink import Netlink
-
-
-class Entry:
-    """Base: subclasses are frozen dataclasses with a `kind` tag."""
-
-    kind: ClassVar[str]
-    #: removed on unwire when we created it; False for settings we leave on purpose
-    revertible: ClassVar[bool] = True
-
-    def present(self, nl: Netlink) -> bool:
-        raise NotImplementedError
-
-    def add(self, nl: Netlink) -> bool:
-        """Make the entry present; True when this call created it."""
-        raise NotImplementedError
-
-    def remove(self, nl: Netlink) -> bool:
-        """Remove the entry; False when it was not there (already gone is fine)."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def snapshot(self) -> Any:
-        """What rollback needs to put back what add() changed (settings only)."""
-        return None
-
-    def restore(self, nl: Netlink, snap: Any) -> None:
-        """Undo an add() of this call: by default, remove what it created."""
-        self.remove(nl)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
-
-    @property
-    def identity(self) -> tuple:
-        return (self.kind, *(getattr(self, f.name) for f in fields(self)))
-
-
-class DeviceEntry(Entry):
-    """An entry on one device; it is only touched while `dev` still has `ifindex`.
-
-    Device names are reused (vnet0 of a stopped guest may be the next guest's vnet0),
-    so removal checks the ifindex: entries of a device that is gone went with it.
-    """
-
-    dev: str
-    ifindex: int
-
-    def same_device(self, nl: Netlink) -> bool:
-        link = nl.link(self.dev)
-        return link is not None and link.index == self.ifindex
 
 
 class _Sysctl(Entry):
@@ -232,27 +179,36 @@ class ProxyNeighbour(DeviceEntry):
         return f"proxy {'ndp' if ':' in self.dst else 'arp'} {self.dst} on {self.dev}"
 
 
-ENTRY_TYPES: dict[str, type[Entry]] = {}
 
+@dataclass(frozen=True)
+class LinkMtu(DeviceEntry):
+    """The device's MTU set to the bridge's; it dies with the device, so never reverted."""
 
-def register(cls: type[Entry]) -> type[Entry]:
-    """Make an entry type loadable from state files (other modes register theirs)."""
-    ENTRY_TYPES[cls.kind] = cls
-    return cls
+    kind: ClassVar[str] = "link-mtu"
+    revertible: ClassVar[bool] = False
+    dev: str
+    ifindex: int
+    mtu: int
 
+    def present(self, nl) -> bool:
+        link = nl.link_by_index(self.ifindex)
+        return link is not None and link.mtu == self.mtu
 
-for _cls in (HostSysctl, DeviceSysctl, LinkUp, Address, Route, ProxyNeighbour):
-    register(_cls)
+    def add(self, nl) -> bool:
+        if self.present(nl):
+            return False
+        nl.set_mtu(self.ifindex, self.mtu)
+        return True
 
+    def remove(self, nl) -> bool:
+        return False
 
-def entry_from_json(data: dict[str, Any]) -> Entry:
-    data = dict(data)
-    kind = data.pop("kind", "")
-    if kind not in ENTRY_TYPES:  # kinds of the modes register when their module loads
-        from vzlibvirt.wiring import load_plugins
+    def snapshot(self) -> Any:
+        return netdev.mtu(self.dev)
 
-        load_plugins()
-    cls = ENTRY_TYPES.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown entry kind {kind!r} in state: {data!r}")
-    return cls(**data)
+    def restore(self, nl, snap) -> None:
+        if snap and self.same_device(nl):
+            nl.set_mtu(self.ifindex, snap)
+
+    def describe(self) -> str:
+        return f"mtu {self.mtu} on {self.dev}"
