@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -104,12 +105,19 @@ def report(res: dict) -> None:
 # ---- inside the host namespace ---------------------------------------------------------
 
 def inner(args) -> int:
+    work = Path(tempfile.mkdtemp(prefix="vzbench-"))
+    try:
+        return _inner(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # 10,000 state records are no souvenir
+
+
+def _inner(args, work: Path) -> int:
     from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
     from vzlibvirt.hookinstall import install
     from vzlibvirt.lab.domxml import domain_xml, routed
 
     sizes = sorted({int(n) for n in args.guests.split(",")})
-    work = Path(tempfile.mkdtemp(prefix="vzbench-"))
     state = work / "state"
     sock = work / "agent.sock"
     config = work / "vzlibvirt.toml"
