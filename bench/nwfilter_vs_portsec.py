@@ -181,6 +181,7 @@ def main() -> int:
     ap.add_argument("--arp-seconds", type=float, default=20)
     ap.add_argument("--nwfilter-max", type=int, default=100,
                     help="largest size measured for nwfilter (each binding takes seconds)")
+    ap.add_argument("--sides", default="ours,nwfilter", help="which to measure")
     ap.add_argument("--json", help="also write the raw figures to this file")
     ap.add_argument("--wire", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--unwire", action="store_true", help=argparse.SUPPRESS)
@@ -213,7 +214,8 @@ def main() -> int:
             sides["nwfilter"].reconnect(lab)
             for n in sizes:
                 for side, filt in sides.items():
-                    if side == "nwfilter" and n > args.nwfilter_max:
+                    if side not in args.sides.split(",") or (
+                            side == "nwfilter" and n > args.nwfilter_max):
                         continue
                     g = SIDES[side]
                     t0 = time.monotonic()
@@ -242,10 +244,10 @@ def main() -> int:
 
 
 def report(res: dict, sizes: list[int], args, load: str) -> None:
-    o, n = res["ours"], res["nwfilter"]
+    o, n = res.get("ours", {}), res.get("nwfilter", {})
 
     def cell(d: dict, size: int, key: str, fmt: str = "{:.2f}") -> str:
-        if size not in d:
+        if key not in d.get(size, {}):
             return "-"
         v = d[size][key]
         return fmt.format(med(v) if isinstance(v, list) else v)
@@ -260,9 +262,12 @@ def report(res: dict, sizes: list[int], args, load: str) -> None:
     for s in sizes:
         print(f"{s:>8} {cell(o, s, 'gbit'):>9} {cell(n, s, 'gbit'):>9} "
               f"{cell(o, s, 'start_s'):>9} {cell(n, s, 'start_s'):>9}   "
-              f"{runs_text(o[s]['gbit'])} | {runs_text(n[s]['gbit']) if s in n else '-'}")
+              f"{runs_text(o[s]['gbit']) if s in o else '-'} | "
+              f"{runs_text(n[s]['gbit']) if s in n else '-'}")
     lo = sizes[0]
     for name, d in (("ours", o), ("nwfilter", n)):
+        if not d:
+            continue
         hi = max(d)
         print(f"    {name}: throughput {hi} / {lo} filtered: "
               f"{med(d[hi]['gbit']) / med(d[lo]['gbit']):.3f}, start "
@@ -277,13 +282,15 @@ def report(res: dict, sizes: list[int], args, load: str) -> None:
               f"all busy {a['busy']:6.1f} %")
     print(f"(d) libvirtd restart until it answers (none filtered: {res['restart_none']:.2f} s)")
     for s in sizes:
-        if "restart_s" in o.get(s, {}):
-            print(f"    {s:>5} filtered: ours {o[s]['restart_s']:.2f} s, nwfilter "
+        if "restart_s" in o.get(s, {}) or "restart_s" in n.get(s, {}):
+            print(f"    {s:>5} filtered: ours {cell(o, s, 'restart_s')} s, nwfilter "
                   f"{cell(n, s, 'restart_s')} s")
     print("filtering the other ports (apply / remove, s) and nft ruleset lines:")
     for s in sizes:
-        line = f"{s - 1:>7} ports: ours {o[s]['apply_s']:.2f} / {o[s]['remove_s']:.2f} " \
-               f"({o[s]['nft_lines']} lines)"
+        line = f"{s - 1:>7} ports:"
+        if s in o:
+            line += (f" ours {o[s]['apply_s']:.2f} / {o[s]['remove_s']:.2f} "
+                     f"({o[s]['nft_lines']} lines)")
         if s in n:
             line += (f", nwfilter {n[s]['apply_s']:.2f} / {n[s]['remove_s']:.2f} "
                      f"({n[s]['nft_lines']} lines)")
