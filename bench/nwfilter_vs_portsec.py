@@ -164,7 +164,7 @@ def arp_cpu(lab: Lab, rate: float, seconds: float) -> dict[str, float]:
 
 def restart_time(lab: Lab) -> float:
     t0 = time.monotonic()
-    lab.restart_libvirtd()
+    lab.restart_libvirtd(timeout=1800)
     return time.monotonic() - t0
 
 

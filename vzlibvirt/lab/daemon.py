@@ -129,22 +129,23 @@ def start(paths: LabPaths) -> None:
     wait_ready(paths)
 
 
-def restart(paths: LabPaths) -> None:
+def restart(paths: LabPaths, timeout: float = 90) -> None:
     """Kill libvirtd only and start it again in the same namespaces (guests keep running,
-    libvirt reconnects and calls the hooks' `reconnect`)."""
+    libvirt reconnects and calls the hooks' `reconnect`); TIMEOUT for it to answer (with
+    many nwfilter bindings libvirt re-applies them all first: minutes)."""
     anchor = read_pid(paths, "virtlogd")
     if anchor is None:
         raise LabError("virtlogd is not running: the lab is down, cannot restart libvirtd")
     stop_libvirtd(paths)
-    start_daemons(paths, anchor)
+    start_daemons(paths, anchor, timeout)
 
 
-def start_daemons(paths: LabPaths, anchor: int) -> None:
+def start_daemons(paths: LabPaths, anchor: int, timeout: float = 90) -> None:
     """Start whichever daemon is not running, in the lab's namespaces (those of ANCHOR,
     virtlogd's pid), and wait until libvirtd answers."""
     run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
         timeout=60)
-    wait_ready(paths)
+    wait_ready(paths, timeout)
 
 
 def stop_libvirtd(paths: LabPaths, timeout: float = 20) -> None:

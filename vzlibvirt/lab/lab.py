@@ -327,8 +327,8 @@ class Lab:
                            f"{(r.stderr or r.text).strip()}")
         return r
 
-    def restart_libvirtd(self) -> None:
-        daemon.restart(self.paths)
+    def restart_libvirtd(self, timeout: float = 90) -> None:
+        daemon.restart(self.paths, timeout)
 
 
 def _rmdir_tree(top: Path) -> None:
