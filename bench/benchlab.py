@@ -9,10 +9,9 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from xml.sax.saxutils import quoteattr as q
 
-from vzlibvirt.lab import guests, images
+from vzlibvirt.lab import guests
 from vzlibvirt.lab.lab import Lab
 from vzlibvirt.lab.lock import lab_lock
 from vzlibvirt.lab.settings import BRIDGE
@@ -37,16 +36,7 @@ def plain(g: guests.Guest) -> guests.Guest:
 
 def guest_xml(lab: Lab, g: guests.Guest, *, nwfilter: bool = False) -> bytes:
     """G's domain XML; NWFILTER: plus libvirt's clean-traffic filter with G's IPv4."""
-    gdir = lab.paths.guests / g.name
-    gdir.mkdir(parents=True, exist_ok=True)
-    if g.kind == "ct":
-        rootfs = gdir / "rootfs"
-        if not rootfs.exists():
-            images.container_rootfs(rootfs)
-        xml = guests.container_xml(g, rootfs)
-    else:
-        rec = lab.record()
-        xml = guests.vm_xml(g, Path(rec.vm_kernel), Path(rec.vm_initrd), lab.console(g))
+    xml = lab.domain_xml(g)
     if nwfilter:
         params = "".join(f"<parameter name='IP' value={q(ip)}/>" for ip in g.v4)
         # libvirt 9.0's LXC driver instantiates the filter before it names an unnamed
@@ -61,9 +51,7 @@ def guest_xml(lab: Lab, g: guests.Guest, *, nwfilter: bool = False) -> bytes:
 
 def define(lab: Lab, g: guests.Guest, xml: bytes) -> None:
     lab.undefine(g)
-    path = lab.paths.guests / g.name / "domain.xml"
-    path.write_bytes(xml)
-    lab.virsh(g.driver, "define", str(path))
+    lab.define(g, xml=xml)
 
 
 def timed_start(lab: Lab, g: guests.Guest) -> float:

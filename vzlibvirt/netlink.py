@@ -247,24 +247,21 @@ class Netlink:
         self.ipr.link("set", index=index, kind="bridge_slave", isolated=1 if on else 0)
 
     def _vlan_filtering(self, bridge_index: int) -> bool:
-        try:
-            msg = self.ipr.link("get", index=bridge_index)[0]
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                return False
-            raise
-        info = msg.get_attr("IFLA_LINKINFO")
+        info = self._linkinfo(bridge_index)
         data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
         return bool(data is not None and data.get_attr("IFLA_BR_VLAN_FILTERING"))
 
-    def _brport_data(self, index: int):
+    def _linkinfo(self, index: int):
+        """The device's IFLA_LINKINFO; None when it has none or is gone."""
         try:
-            msg = self.ipr.link("get", index=index)[0]
+            return self.ipr.link("get", index=index)[0].get_attr("IFLA_LINKINFO")
         except NetlinkError as exc:
             if exc.code in _GONE:
                 return None
             raise
-        info = msg.get_attr("IFLA_LINKINFO")
+
+    def _brport_data(self, index: int):
+        info = self._linkinfo(index)
         if info is None or info.get_attr("IFLA_INFO_SLAVE_KIND") != "bridge":
             return None
         return info.get_attr("IFLA_INFO_SLAVE_DATA")
