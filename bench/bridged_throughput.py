@@ -14,7 +14,6 @@ usage: python bench/bridged_throughput.py [--ports 1000] [--seconds 3] [--runs 3
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -25,8 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.benchlib import bridged_filler_xml, iperf, wire_domains  # noqa: E402
 from vzlibvirt.lab.domxml import bridged, domain_xml  # noqa: E402
-from vzlibvirt.lab.runner import VzCli  # noqa: E402
+from vzlibvirt.lab.runner import VzCli, in_netns  # noqa: E402
 from vzlibvirt.lab.topology import Topology  # noqa: E402
 
 GUEST_IP = "198.51.100.101"
@@ -36,46 +36,6 @@ def vz(topo: Topology, cli: VzCli, *args: str, xml: bytes = b"") -> None:
     r = cli.run(*args, stdin=xml, ns=topo.host, timeout=120)
     if r.rc != 0:
         raise SystemExit(f"{' '.join(args[:3])}: {r.stderr.strip()}")
-
-
-def wire_fakes(n: int) -> None:
-    """Inside the host namespace: n filtered guests, wired in one process by the engine."""
-    from vzlibvirt.config import load_config
-    from vzlibvirt.domain_xml import parse_domain
-    from vzlibvirt.engine import wire
-    from vzlibvirt.netlink import Netlink
-    from vzlibvirt.state import StateStore
-
-    config = load_config()
-    store = StateStore(config.state.dir)
-    with Netlink() as nl:
-        for i in range(n):
-            mac = f"52:54:00:f0:{i >> 8:02x}:{i & 255:02x}"
-            xml = domain_xml(f"fake{i}", interfaces=[bridged(
-                mac, target=f"vf{i}", filter="mac-ip", ips=[f"2001:db8:f::{i + 1:x}"])])
-            wire(parse_domain(xml, require_uuid=True), config, store, nl)
-
-
-def iperf(topo: Topology, guest_ns: str, seconds: int) -> float:
-    server = subprocess.Popen(["ip", "netns", "exec", guest_ns, "iperf3", "-s", "-1", "-B",
-                               GUEST_IP], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):  # bounded: wait until the server listens
-            r = topo.exec(topo.lan, "iperf3", "-c", GUEST_IP, "-t", str(seconds), "-J",
-                          timeout=seconds + 30)
-            out = r.stdout + r.stderr
-            if "Connection refused" in out:  # not listening yet
-                subprocess.run(["sleep", "0.1"])
-                continue
-            data = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
-            if r.returncode != 0 or "error" in data:
-                raise SystemExit(f"iperf3 failed: {data.get('error') or out[-300:]}")
-            return data["end"]["sum_received"]["bits_per_second"] / 1e9
-        raise SystemExit("iperf3 server did not start")
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
 
 
 def build(tag: str, ports: int, cleanup: list) -> tuple[Topology, str, int]:
@@ -113,7 +73,7 @@ def main() -> int:
     ap.add_argument("--wire-fakes", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.wire_fakes is not None:
-        wire_fakes(args.wire_fakes)
+        wire_domains([bridged_filler_xml(i, "mac-ip") for i in range(args.wire_fakes)])
         return 0
     if not shutil.which("iperf3"):
         raise SystemExit("iperf3 is not installed (apt-get install iperf3)")
@@ -126,11 +86,11 @@ def main() -> int:
         # shared 2-core machine hits both sides alike (run-to-run noise here is ~10%).
         a, a_ns, a_ports = build("bench1", 1, cleanup)
         b, b_ns, b_ports = build("benchN", args.ports, cleanup)
-        iperf(a, a_ns, 1)
-        iperf(b, b_ns, 1)  # warm-up
+        for topo, ns in ((a, a_ns), (b, b_ns)):  # warm-up
+            iperf(in_netns(ns), in_netns(topo.lan), GUEST_IP, 1)
         for _ in range(args.runs):
-            one.append(iperf(a, a_ns, args.seconds))
-            many.append(iperf(b, b_ns, args.seconds))
+            one.append(iperf(in_netns(a_ns), in_netns(a.lan), GUEST_IP, args.seconds))
+            many.append(iperf(in_netns(b_ns), in_netns(b.lan), GUEST_IP, args.seconds))
     finally:
         for fn in reversed(cleanup):
             fn()

@@ -2,14 +2,16 @@
 """Hook cost: the five calls of one guest life, vzlibvirt against a bare shell hook.
 
 Run as root: `make bench` (or `python bench/hook_cost.py`). Everything happens in
-throw-away network namespaces. For each host size (1 guest, then 1,001: the measured
-guest plus 1,000 routed guests wired beforehand) it times, in one run side by side:
+throw-away network namespaces. For each host size (1 guest, then 1,001 and 10,001: the
+measured guest plus routed guests wired beforehand, each with its own veth whose other
+end is in a guests' namespace) it times, in one run side by side:
   shell   a bare /bin/sh hook doing the routed work with `ip`/`sysctl` (9 commands)
   inproc  vzlibvirt's shim with no agent (the client runs the engine in-process)
   agent   vzlibvirt's shim with the resident agent
 each as libvirt runs it: prepare, start, started, stopped, release, XML on stdin,
-libvirt's minimal environment, the guest's device deleted before `stopped`. It also
-times `reconcile` of 1,000 guests and how soon the agent has every proxy entry back
+libvirt's minimal environment, the guest's device deleted before `stopped`; then the
+agent's resident memory and its CPU while idle. It also
+times `reconcile` of the filler guests and how soon the agent has every proxy entry back
 after the uplink comes up. Figures are printed,
 never asserted.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +31,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.benchlib import wire_routed_fillers  # noqa: E402
 
 GUEST_IP = "198.51.100.250"
 SHELL_HOOK = """#!/bin/sh
@@ -56,9 +61,14 @@ def outer(args) -> int:
     topo = Topology.throwaway(tag="bench" + os.urandom(2).hex())
     try:
         topo.up()
+        peers = f"vzt-{topo.tag}-fillers"  # the guests' ends of the fillers' veths
+        subprocess.run(["ip", "netns", "add", peers], check=True)
+        topo.namespaces.append(peers)
+        topo.sysctl(peers, "net.ipv6.conf.default.disable_ipv6", "1")
         p = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
                             "--inner", "--rounds", str(args.rounds), "--guests",
-                            args.guests], stdout=subprocess.PIPE, text=True)
+                            args.guests, "--peer-ns", peers, "--idle-seconds",
+                            str(args.idle_seconds)], stdout=subprocess.PIPE, text=True)
         if p.returncode != 0:
             return p.returncode
         report(json.loads(p.stdout.splitlines()[-1]))
@@ -76,26 +86,38 @@ def report(res: dict) -> None:
         r = res["sizes"][n]
         print(f"{n:>15} {r['shell']:8.1f} {r['inproc']:8.1f} {r['agent']:8.1f} "
               f"{r['inproc'] / r['shell']:13.2f}x {r['agent'] / r['shell']:11.2f}x")
+    for n in sizes:
+        r = res["sizes"][n]
+        if "rss_mb" in r:
+            print(f"agent with {n} guests: resident {r['rss_mb']:.1f} MB, CPU while idle "
+                  f"{r['idle_cpu_pct']:.2f} % of one core")
     if len(sizes) > 1:
         a, b = res["sizes"][sizes[0]], res["sizes"][sizes[-1]]
         print(f"growth {sizes[0]} -> {sizes[-1]} guests: shell {b['shell'] / a['shell']:.2f}x, "
               f"inproc {b['inproc'] / a['inproc']:.2f}x, agent {b['agent'] / a['agent']:.2f}x")
-    for key, text in (("reconcile_steady_s", "reconcile, 1,000 guests, nothing to do"),
-                      ("reconcile_heal_s", "reconcile, 1,000 guests, all proxy entries lost"),
-                      ("republish_s", "agent: uplink up -> all 1,000 proxy entries back")):
+    for key, text in (("reconcile_steady_s", "reconcile, {} guests, nothing to do"),
+                      ("reconcile_heal_s", "reconcile, {} guests, all proxy entries lost"),
+                      ("republish_s", "agent: uplink up -> all {} guests' proxy entries back")):
         if key in res:
-            print(f"{text}: {res[key]:.3f} s")
+            print(f"{text.format(res.get('fillers', '?'))}: {res[key]:.3f} s")
 
 
 # ---- inside the host namespace ---------------------------------------------------------
 
 def inner(args) -> int:
+    work = Path(tempfile.mkdtemp(prefix="vzbench-"))
+    try:
+        return _inner(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # 10,000 state records are no souvenir
+
+
+def _inner(args, work: Path) -> int:
     from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
     from vzlibvirt.hookinstall import install
     from vzlibvirt.lab.domxml import domain_xml, routed
 
     sizes = sorted({int(n) for n in args.guests.split(",")})
-    work = Path(tempfile.mkdtemp(prefix="vzbench-"))
     state = work / "state"
     sock = work / "agent.sock"
     config = work / "vzlibvirt.toml"
@@ -115,7 +137,7 @@ def inner(args) -> int:
     for n in sizes:
         if n > wired:
             t0 = time.perf_counter()
-            fillers += add_fillers(wired - 1, n - 1, config)
+            fillers += wire_routed_fillers(wired - 1, n - 1, config, peer_ns=args.peer_ns)
             print(f"wired {n - wired} filler guests in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr)
             wired = n
@@ -125,11 +147,13 @@ def inner(args) -> int:
         agent = start_agent(config, sock)
         try:
             row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
+            row.update(agent_idle(agent.pid, args.idle_seconds))
         finally:
             agent.stop(timeout=10)
         res["sizes"][str(n)] = row
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
+        res["fillers"] = len(fillers)
         res.update(reconcile_and_republish(config, sock, fillers))
     print(json.dumps(res))
     return 0
@@ -158,33 +182,19 @@ def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
     return statistics.median(totals[1:]) * 1000  # the first round warms caches
 
 
-def add_fillers(start: int, stop: int, config: Path) -> list[bytes]:
-    """Routed guests wired through the engine in this process, as a full host has them."""
-    from pyroute2 import IPRoute
+def agent_idle(pid: int, seconds: float) -> dict:
+    """The agent's resident memory after serving the rounds, and its CPU while nothing
+    happens for SECONDS (its periodic resync included)."""
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as fh:
+            f = fh.read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
-    from vzlibvirt.config import load_config
-    from vzlibvirt.domain_xml import parse_domain
-    from vzlibvirt.engine import wire
-    from vzlibvirt.lab.domxml import domain_xml, routed
-    from vzlibvirt.netlink import Netlink
-    from vzlibvirt.state import StateStore
-
-    cfg = load_config(config)
-    store = StateStore(cfg.state.dir)
-    xmls = []
-    with IPRoute() as ipr, Netlink() as nl:
-        for i in range(start, stop):
-            dev = f"vf{i}"
-            ipr.link("add", ifname=dev, kind="veth", peer=f"vfp{i}")
-            ips = [f"2001:db8:f::{i + 1:x}"]
-            if i < 250:
-                ips.append(f"203.0.113.{i + 1}")
-            x = domain_xml(f"filler{i}", interfaces=[routed(f"52:54:01:00:{i >> 8:02x}:"
-                                                            f"{i & 255:02x}", ips, target=dev,
-                                                            native=True)])
-            wire(parse_domain(x, gateways=cfg.gateways, require_uuid=True), cfg, store, nl)
-            xmls.append(x)
-    return xmls
+    with open(f"/proc/{pid}/status") as fh:
+        rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:"))
+    c0, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    return {"rss_mb": rss / 1024, "idle_cpu_pct": 100 * (cpu() - c0) / (time.monotonic() - t0)}
 
 
 def start_agent(config: Path, sock: Path):
@@ -249,7 +259,10 @@ def _sh(*args: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--guests", default="1,1001", help="host sizes, comma-separated")
+    parser.add_argument("--guests", default="1,1001,10001", help="host sizes, comma-separated")
+    parser.add_argument("--idle-seconds", type=float, default=25,
+                        help="how long the agent's idle CPU is measured at each size")
+    parser.add_argument("--peer-ns", help=argparse.SUPPRESS)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if os.geteuid() != 0:

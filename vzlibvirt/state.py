@@ -233,11 +233,30 @@ class RecordIndex:
     only the records whose file changed since the last look.
     """
 
+    # Every record write renames a file into the directory, so an unchanged directory
+    # mtime means nothing changed: the periodic refresh then costs one stat instead of
+    # one per record (3 % of a core at 10,000 guests, docs/performance.md). Timestamps
+    # tick coarsely, so a stamp is trusted only when it was read well after it was set.
+    SETTLED_NS = 100_000_000
+
     def __init__(self, store: StateStore):
         self.store = store
         self._seen: dict[str, tuple[int, DomainRecord, frozenset[str]]] = {}
+        self._dir_stamp: int | None = None
 
     def refresh(self) -> None:
+        try:
+            stamp = os.stat(self.store.domains).st_mtime_ns
+        except FileNotFoundError:
+            self._seen, self._dir_stamp = {}, None
+            return
+        if stamp == self._dir_stamp:
+            return
+        scanned_at = time.time_ns()
+        self._scan()
+        self._dir_stamp = stamp if scanned_at - stamp > self.SETTLED_NS else None
+
+    def _scan(self) -> None:
         try:
             names = os.listdir(self.store.domains)
         except FileNotFoundError:

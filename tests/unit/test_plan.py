@@ -54,6 +54,7 @@ def test_ipv6_entries_exactly():
     got = routed_entries("tap0", 9, gips("2001:db8:100::101"), UPLINK, Config())
     settings = [("enp0s5", 2, "conf/enp0s5/proxy_ndp", "1"),
                 ("enp0s5", 2, "neigh/enp0s5/proxy_delay", "0"),
+                ("enp0s5", 2, "conf/enp0s5/use_oif_addrs_only", "1"),
                 ("tap0", 9, "conf/tap0/disable_ipv6", "0"),
                 ("tap0", 9, "conf/tap0/accept_ra", "0"),
                 ("tap0", 9, "conf/tap0/forwarding", "1")]

@@ -3,6 +3,7 @@ lab directories are bind-mounted over libvirt's own (see docs/lab.md for why eac
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ user = "root"
 group = "root"
 security_driver = "none"
 """
+NWFILTER_TEMPLATES = Path("/usr/share/libvirt/nwfilter")
 LXC_CONF = 'security_driver = "none"\n'
 LIBVIRTD_CONF = """\
 # vzlibvirt lab: only the unix socket, no TCP; logs inside the lab dir.
@@ -70,6 +72,19 @@ def write_configs(paths: LabPaths) -> None:
     (paths.root / "mnt" / "cgroup").mkdir(parents=True, exist_ok=True)
     (paths.etc / "hooks").mkdir(exist_ok=True)  # mount point for the lab hooks dir
     write_account_overlays(paths)
+    copy_nwfilters(paths)
+
+
+def copy_nwfilters(paths: LabPaths) -> None:
+    """libvirt's own filters (clean-traffic, ...) for its nwfilter driver, which the lab's
+    libvirtd loads like any other: Debian ships them as templates in NWFILTER_TEMPLATES
+    (package libvirt-daemon-config-nwfilter) that its postinst copies to /etc/libvirt;
+    the lab's /etc/libvirt is its own dir, so it copies them there (bench/ compares our
+    port security with them)."""
+    dest = paths.etc / "nwfilter"
+    dest.mkdir(exist_ok=True)
+    for xml in sorted(NWFILTER_TEMPLATES.glob("*.xml")):
+        shutil.copy2(xml, dest / xml.name)
 
 
 def write_account_overlays(paths: LabPaths) -> None:
@@ -114,22 +129,23 @@ def start(paths: LabPaths) -> None:
     wait_ready(paths)
 
 
-def restart(paths: LabPaths) -> None:
+def restart(paths: LabPaths, timeout: float = 90) -> None:
     """Kill libvirtd only and start it again in the same namespaces (guests keep running,
-    libvirt reconnects and calls the hooks' `reconnect`)."""
+    libvirt reconnects and calls the hooks' `reconnect`); TIMEOUT for it to answer (with
+    many nwfilter bindings libvirt re-applies them all first: minutes)."""
     anchor = read_pid(paths, "virtlogd")
     if anchor is None:
         raise LabError("virtlogd is not running: the lab is down, cannot restart libvirtd")
     stop_libvirtd(paths)
-    start_daemons(paths, anchor)
+    start_daemons(paths, anchor, timeout)
 
 
-def start_daemons(paths: LabPaths, anchor: int) -> None:
+def start_daemons(paths: LabPaths, anchor: int, timeout: float = 90) -> None:
     """Start whichever daemon is not running, in the lab's namespaces (those of ANCHOR,
     virtlogd's pid), and wait until libvirtd answers."""
     run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
         timeout=60)
-    wait_ready(paths)
+    wait_ready(paths, timeout)
 
 
 def stop_libvirtd(paths: LabPaths, timeout: float = 20) -> None:

@@ -26,7 +26,7 @@ class Guest:
     mode: str = "routed"
     vz_attrs: dict[str, str] = field(default_factory=dict)  # e.g. filter, bridge
     dhcp: bool = False  # VM: configure eth0 with udhcpc only (vz.dhcp=1), no vzip
-    source_bridge: str = ""  # VM: <interface type='bridge'> (libvirt plugs it), not ethernet
+    source_bridge: str = ""  # <interface type='bridge'> (libvirt plugs it), not ethernet
     hotplug_ips: tuple[str, ...] = ()  # VM: IPs its init sets on a hot-plugged eth1 (ACPI on)
 
     @property
@@ -78,6 +78,8 @@ def _interface(g: Guest) -> dict:
     elif g.mode == "bridged":
         iface.update(guest="netif1", native=[(ip, LAN_PREFIX4) for ip in g.v4],
                      routes=[("ipv4", "0.0.0.0", 0, LAN_GATEWAY4)])
+        if g.source_bridge:  # libvirt plugs it (bench: plain libvirt, nwfilter)
+            iface.update(type="bridge", source_bridge=g.source_bridge)
     else:
         iface.update(guest="venet0",
                      native=[(ip, 32, GATEWAY4) for ip in g.v4] + [(ip, 128) for ip in g.v6],

@@ -221,8 +221,17 @@ class Lab:
     def record(self) -> Record:
         return Record.load(self.paths.record)
 
-    def define(self, g: guests.Guest, *, kvm: bool | None = None) -> None:
-        """Write and define G's XML; VMs use KVM only when VZLAB_KVM=1 (TCG otherwise)."""
+    def define(self, g: guests.Guest, *, kvm: bool | None = None,
+               xml: bytes | None = None) -> None:
+        """Write and define G's XML (or XML, a variant of it); VMs use KVM only when
+        VZLAB_KVM=1 (TCG otherwise)."""
+        path = self.paths.guests / g.name / "domain.xml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(xml if xml is not None else self.domain_xml(g, kvm=kvm))
+        self.virsh(g.driver, "define", str(path))
+
+    def domain_xml(self, g: guests.Guest, *, kvm: bool | None = None) -> bytes:
+        """G's domain XML, with its rootfs (container) made when missing."""
         if kvm is None:
             kvm = os.environ.get("VZLAB_KVM") == "1"
         gdir = self.paths.guests / g.name
@@ -231,13 +240,10 @@ class Lab:
             rootfs = gdir / "rootfs"
             if not rootfs.exists():
                 images.container_rootfs(rootfs)
-            xml = guests.container_xml(g, rootfs)
-        else:
-            rec = self.record()
-            xml = guests.vm_xml(g, Path(rec.vm_kernel), Path(rec.vm_initrd),
-                                self.console(g), kvm=kvm)
-        (gdir / "domain.xml").write_bytes(xml)
-        self.virsh(g.driver, "define", str(gdir / "domain.xml"))
+            return guests.container_xml(g, rootfs)
+        rec = self.record()
+        return guests.vm_xml(g, Path(rec.vm_kernel), Path(rec.vm_initrd), self.console(g),
+                             kvm=kvm)
 
     def start(self, g: guests.Guest, *, check: bool = True) -> subprocess.CompletedProcess:
         result = self.virsh(g.driver, "start", g.name, check=False, timeout=180)
@@ -330,8 +336,8 @@ class Lab:
                            f"{(r.stderr or r.text).strip()}")
         return r
 
-    def restart_libvirtd(self) -> None:
-        daemon.restart(self.paths)
+    def restart_libvirtd(self, timeout: float = 90) -> None:
+        daemon.restart(self.paths, timeout)
 
 
 def _rmdir_tree(top: Path) -> None:
