@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := libvirt-daemon libvirt-daemon-driver-lxc libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc qemu-system-x86 busybox-static iproute2 \
 	iputils-ping iputils-arping nftables libnftables1 python3-nftables dnsmasq-base tcpdump procps \
-	iperf3
+	iperf3 bird2 frr
 PYTEST_ARGS ?=
 
 .PHONY: deps venv test unit lint bench demo clean

@@ -40,6 +40,14 @@ GATEWAY4 = "169.254.0.1"
 GATEWAY6 = "fe80::1"
 XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
 MAX_XML_BYTES = 1 << 20  # libvirt domain XML is kilobytes; anything this large is hostile
+# Every guest route carries this route protocol, so `ip route show proto 247` lists them
+# and a routing daemon exports exactly them (BIRD 2: `krt_source = 247`). FRR's zebra
+# drops the protocol of foreign routes, so they also carry this metric, which zebra keeps
+# (below 2^24: its top byte would be read as an admin distance); docs/bgp.md.
+ROUTE_PROTOCOL = 247
+ROUTE_PROTOCOL_NAME = "vzlibvirt"  # its name in /etc/iproute2/rt_protos.d/
+ROUTE_METRIC = 247
+NEIGHBOUR_DEVS_POLICIES = ("detect", "all", "none")  # besides a list of device names
 
 # -- the shim's call context, in its environment --------------------------------------
 AGENT_SOCKET_ENV = "VZLIBVIRT_AGENT_SOCKET"
