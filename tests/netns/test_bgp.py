@@ -40,7 +40,8 @@ CT2 = ["203.0.113.12", "2001:db8:200::12"]
 OUTSIDE = "203.0.113.100"  # a routed guest outside --export
 ADMIN = "203.0.113.50"  # an administrator's static /32 inside --export
 WATCHED = [ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8:200::/48")]
-Y4, Y6 = "203.0.113.194", "2001:db8:300::2"  # Computer Y, behind the router
+Y_NET4, Y_NET6 = "203.0.113.192/28", "2001:db8:300::/64"  # Computer Y, behind the router
+Y4 = "203.0.113.194"  # Computer Y's own address (add_client: the second of its subnet)
 
 
 @pytest.fixture(params=["bird", "frr"], ids=["bird-on-host", "frr-on-host"])
@@ -72,22 +73,9 @@ def _link_local(topo, ns: str, dev: str) -> str:
 
 
 def _add_computer_y(topo) -> str:
-    """Computer Y on a client subnet behind the router; the router forwards."""
-    y = f"{topo.prefix}-y"
-    topo._add_netns(y)
-    topo.ip(topo.lan, "link", "add", "ydev", "type", "veth", "peer", "name", "eth0",
-            "netns", y)
-    topo.ip(topo.lan, "addr", "add", "203.0.113.193/28", "dev", "ydev")
-    topo.ip(topo.lan, "addr", "add", "2001:db8:300::1/64", "dev", "ydev", "nodad")
-    topo.ip(topo.lan, "link", "set", "ydev", "up")
-    topo.ip(y, "addr", "add", f"{Y4}/28", "dev", "eth0")
-    topo.ip(y, "addr", "add", f"{Y6}/64", "dev", "eth0", "nodad")
-    topo.ip(y, "link", "set", "eth0", "up")
-    topo.ip(y, "route", "add", "default", "via", "203.0.113.193")
-    topo.ip(y, "-6", "route", "add", "default", "via", "2001:db8:300::1")
-    topo.sysctl(topo.lan, "net.ipv4.ip_forward", "1")
-    topo.sysctl(topo.lan, "net.ipv6.conf.all.forwarding", "1")
-    # the host's way back: an administrator's default route (not a /32: never exported)
+    """Computer Y on a client subnet behind the router, and the host's way back: an
+    administrator's default route (not a /32: never exported)."""
+    y = topo.add_client("y", topo.lan, Y_NET4, Y_NET6)
     topo.ip(topo.host, "route", "add", "default", "via", ROUTER4)
     topo.ip(topo.host, "-6", "route", "add", "default", "via", ROUTER6)
     return y

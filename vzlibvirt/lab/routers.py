@@ -15,6 +15,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def daemons_missing() -> str | None:
 
 
 @dataclass
-class _Daemons:
+class _Daemons(ABC):
     """Processes started in namespace `ns`, their files under a private temp dir."""
 
     ns: str
@@ -85,8 +86,9 @@ class _Daemons:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self):  # pragma: no cover - each daemon's own
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> _Daemons:
+        """Write the configuration, check it, start the daemon(s), wait until they answer."""
 
 
 class Bird(_Daemons):
@@ -126,6 +128,7 @@ class Frr(_Daemons):
         empty.write_text("")
         for f in (conf, empty):
             os.chown(f, user.pw_uid, user.pw_gid)
+        self._check_config(conf)
         zserv = str(self.dir / "zserv.api")
         common = ["--vty_socket", str(self.dir), "-z", zserv, "-A", "127.0.0.1", "-P", "0",
                   "--log", "stdout"]
@@ -138,10 +141,15 @@ class Frr(_Daemons):
         bgpd_vty = self.dir / "bgpd.vty"
         if not wait_for(lambda: self._check_running() or bgpd_vty.exists(), timeout=20):
             raise LabError(f"bgpd in {self.ns} did not start: {self.logs()}")
-        errors = [line for line in self.logs().split("|") if "rror" in line]
-        if any("config" in e.lower() for e in errors):
-            raise LabError(f"FRR in {self.ns} refused its configuration: {self.logs()}")
         return self
+
+    def _check_config(self, conf: Path) -> None:
+        """bgpd's dry run; it exits 0 whatever it found, so its error lines decide."""
+        out = run([*in_netns(self.ns), str(FRR_DIR / "bgpd"), "-C", "-f", str(conf),
+                   "--log", "stdout"], timeout=30)
+        errors = [line for line in (out.stdout + out.stderr).splitlines() if "[EC " in line]
+        if errors:
+            raise LabError(f"bgpd refuses {conf}: {' | '.join(errors)}")
 
     def vtysh(self, *commands: str) -> str:
         args = ["vtysh", "--vty_socket", str(self.dir)]
