@@ -1,4 +1,6 @@
 # vzlibvirt: every target installs what it needs, so a fresh Debian 12 machine (root) works.
+# Packages are installed with services kept from starting (policy-rc.d exit 101): libvirtd,
+# bird and frr run only where the lab and the tests start them, inside namespaces.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -15,8 +17,11 @@ deps:
 		| grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages: $$missing"; \
+		guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=/usr/sbin/policy-rc.d; \
+			printf '#!/bin/sh\nexit 101\n' > $$guard; chmod 755 $$guard; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $$missing >/dev/null; \
+			--no-install-recommends $$missing >/dev/null; rc=$$?; \
+		if [ -n "$$guard" ]; then rm -f $$guard; fi; exit $$rc; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
