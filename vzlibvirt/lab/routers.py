@@ -81,7 +81,11 @@ class _Daemons(ABC):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a daemon that did start must not outlive the failure
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
