@@ -1,4 +1,6 @@
 # vzlibvirt: every target installs what it needs, so a fresh Debian 12 machine (root) works.
+# Packages are installed with services kept from starting (policy-rc.d exit 101): libvirtd,
+# bird and frr run only where the lab and the tests start them, inside namespaces.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +8,7 @@ PY := $(VENV)/bin/python
 DEB_PACKAGES := libvirt-daemon libvirt-daemon-driver-lxc libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config gcc qemu-system-x86 busybox-static iproute2 \
 	iputils-ping iputils-arping nftables libnftables1 python3-nftables dnsmasq-base tcpdump procps \
-	iperf3 virtinst mmdebstrap openssh-client e2fsprogs ebtables iptables libvirt-daemon-config-nwfilter
+	iperf3 virtinst mmdebstrap openssh-client e2fsprogs ebtables iptables libvirt-daemon-config-nwfilter bird2 frr
 PYTEST_ARGS ?=
 
 .PHONY: deps venv test unit lint bench demo clean
@@ -15,8 +17,11 @@ deps:
 		| grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "== installing Debian packages: $$missing"; \
+		guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=/usr/sbin/policy-rc.d; \
+			printf '#!/bin/sh\nexit 101\n' > $$guard; chmod 755 $$guard; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends $$missing >/dev/null; \
+			--no-install-recommends $$missing >/dev/null; rc=$$?; \
+		if [ -n "$$guard" ]; then rm -f $$guard; fi; exit $$rc; \
 	fi
 
 $(VENV)/.installed: pyproject.toml

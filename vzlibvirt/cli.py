@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install-hooks": ("vzlibvirt.hookinstall:install_main", "install the libvirt hook shims"),
     "uninstall-hooks": ("vzlibvirt.hookinstall:uninstall_main", "remove our hook shims"),
     "bridge": ("vzlibvirt.bridge_admin:main", "bridge create NAME [--uplink DEV] | delete NAME"),
+    "routing-config": ("vzlibvirt.routing_cli:main",
+                       "print a BIRD/FRR configuration announcing the guest routes (BGP)"),
     "lab": ("vzlibvirt.lab.cli:main", "the self-contained lab: up | demo | down"),
 }
 

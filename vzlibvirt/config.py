@@ -24,6 +24,7 @@ ENV_VAR = contract.CONFIG_ENV
 class RoutedConfig:
     gateway4: ipaddress.IPv4Address = ipaddress.IPv4Address(contract.GATEWAY4)
     gateway6: ipaddress.IPv6Address = ipaddress.IPv6Address(contract.GATEWAY6)
+    # "detect" | "all" | "none" (a routed-fabric host: no proxy entries) | device names
     neighbour_devs: str | tuple[str, ...] = "detect"
     announce: bool = True
     conflict_probe: bool = True
@@ -164,15 +165,15 @@ def _routed(section: dict[str, Any], name: str) -> RoutedConfig:
 
 
 def _neighbour_devs(value: Any, name: str) -> str | tuple[str, ...]:
-    if value in ("detect", "all"):
+    if isinstance(value, str) and value in contract.NEIGHBOUR_DEVS_POLICIES:
         return value
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         try:
             return tuple(parse_ifname(v, "neighbour device") for v in value)
         except AddressError as exc:
             raise ValueError(f"'{name}.neighbour_devs': {exc}") from None
-    raise ValueError(f"'{name}.neighbour_devs' must be \"detect\", \"all\" or a non-empty "
-                     "list of device names")
+    raise ValueError(f"'{name}.neighbour_devs' must be \"detect\", \"all\", \"none\" or a "
+                     "non-empty list of device names")
 
 
 def _bridged(section: dict[str, Any], name: str) -> BridgedConfig:

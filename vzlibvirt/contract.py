@@ -43,6 +43,14 @@ XMLNS = "http://vzlibvirt.org/xmlns/network/1.0"
 # Above libvirt's own limit (virsh reads a domain XML file of at most 10 MiB): a foreign
 # guest with a large <metadata> of another tool must still pass untouched (issue 13).
 MAX_XML_BYTES = 16 << 20
+# Every guest route carries this route protocol, so `ip route show proto 247` lists them
+# and a routing daemon exports exactly them (BIRD 2: `krt_source = 247`). FRR's zebra
+# drops the protocol of foreign routes, so they also carry this metric, which zebra keeps
+# (below 2^24: its top byte would be read as an admin distance); docs/bgp.md.
+ROUTE_PROTOCOL = 247
+ROUTE_PROTOCOL_NAME = "vzlibvirt"  # its name in /etc/iproute2/rt_protos.d/
+ROUTE_METRIC = 247
+NEIGHBOUR_DEVS_POLICIES = ("detect", "all", "none")  # besides a list of device names
 
 # -- the shim's call context, in its environment --------------------------------------
 AGENT_SOCKET_ENV = "VZLIBVIRT_AGENT_SOCKET"

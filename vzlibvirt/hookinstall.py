@@ -24,6 +24,7 @@ from vzlibvirt.config import load_config
 from vzlibvirt.fsutil import atomic_write
 
 DEFAULT_HOOKS_DIR = Path("/etc/libvirt/hooks")
+RT_PROTOS_DIR = "/etc/iproute2/rt_protos.d"  # iproute2 reads route protocol names here
 SHIM_NAME = "50-vzlibvirt"
 MARKER = "# vzlibvirt-hook-shim"
 # run by path with `python -S -E`: the client imports only builtin modules and contract
@@ -166,7 +167,16 @@ def install_main(argv: list[str]) -> int:
         )
     print(f"for fast hooks run the agent (`vzlibvirt agent`, socket {socket_path}); "
           "`vzlibvirt agent --print-unit` prints a systemd unit for it")
+    print(rt_protos_hint())
     return 0
+
+
+def rt_protos_hint() -> str:
+    """How to give our route protocol a name, so `ip route` shows it (docs/routed.md)."""
+    number, name = contract.ROUTE_PROTOCOL, contract.ROUTE_PROTOCOL_NAME
+    return (f"guest routes carry route protocol {number} (`ip route show proto {number}`); "
+            f"to see it named, put the line '{number} {name}' into "
+            f"{RT_PROTOS_DIR}/{name}.conf")
 
 
 def uninstall_main(argv: list[str]) -> int:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-RTPROT_VZLIBVIRT = 247  # our routes carry this protocol, so `ip route show proto 247` finds them
+from vzlibvirt import contract
+
 NTF_PROXY = 0x08
 NTF_SELF = 0x02
 NUD_PERMANENT = 0x80
@@ -150,11 +151,12 @@ class Netlink:
     # routes
     def route_add(self, dst: str, prefixlen: int, oif: int) -> bool:
         return try_create(lambda: self.ipr.route("add", dst=f"{dst}/{prefixlen}", oif=oif,
-                                               proto=RTPROT_VZLIBVIRT, scope=RT_SCOPE_LINK))
+                                               proto=contract.ROUTE_PROTOCOL, scope=RT_SCOPE_LINK,
+                                               priority=contract.ROUTE_METRIC))
 
     def route_del(self, dst: str, prefixlen: int, oif: int) -> bool:
         return try_remove(lambda: self.ipr.route("del", dst=f"{dst}/{prefixlen}", oif=oif,
-                                               proto=RTPROT_VZLIBVIRT, scope=RT_SCOPE_LINK))
+                                               proto=contract.ROUTE_PROTOCOL, scope=RT_SCOPE_LINK))
 
     def route_get(self, dst: str) -> RouteInfo | None:
         """The route the kernel would use for `dst` (RTM_GETROUTE, no dump)."""

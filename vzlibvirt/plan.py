@@ -7,6 +7,7 @@ without root. Each mode's entries are planned in its own module (routed.py, brid
 
 from __future__ import annotations
 
+from vzlibvirt import contract
 from vzlibvirt.config import Config
 from vzlibvirt.model import Domain, Driver, Interface, IPSource, Mode
 
@@ -35,8 +36,10 @@ def describe_plan(domain: Domain, config: Config) -> list[str]:
             gw += [str(config.routed.gateway6)] if any(i.version == 6 for i in iface.ips) else []
             lines.append(f"    gateway on host device: {', '.join(gw)}")
             for ip in iface.ips:
-                lines.append(f"    route {ip}/{ip.host_prefix} dev {dev}; proxy neighbour "
-                             f"on {neigh}")
+                lines.append(f"    route {ip}/{ip.host_prefix} dev {dev}; " + (
+                    f"no proxy neighbour (neighbour_devs = none: a routing daemon exports "
+                    f"routes of protocol {contract.ROUTE_PROTOCOL})" if nd == "none"
+                    else f"proxy neighbour on {neigh}"))
             if domain.driver is Driver.LXC:
                 if any(i.source is IPSource.VZ for i in iface.ips):
                     lines.append("    note: <vz:ip> wires only the host side; the container "
@@ -49,7 +52,7 @@ def describe_plan(domain: Domain, config: Config) -> list[str]:
                 if config.dhcp.enable and v4:  # docs/dhcp.md
                     lines.append(f"    dhcp: {iface.mac} gets {v4[0]}/32, router "
                                  f"{config.routed.gateway4}, option 121 routes")
-            if config.routed.announce:
+            if config.routed.announce and nd != "none":
                 lines.append("    announce: gratuitous ARP / unsolicited NA after wiring")
         elif iface.mode is Mode.BRIDGED:
             who = "libvirt" if iface.plugged_by_libvirt else "vzlibvirt"

@@ -182,6 +182,8 @@ class RoutedWiring(InterfaceWiring):
                     raise VzError(f"neighbour device {name} (routed.neighbour_devs) does not exist")
                 out.append((link.name, link.index))
             return out
+        if policy == "none":  # a routing daemon announces the routes (docs/bgp.md)
+            return []
         if policy == "all":
             return self._all_neighbours(ctx, own_index)
         return self._detect(ctx, iface, own_index, previous)

@@ -102,6 +102,12 @@ def test_neighbour_devs_all(tmp_path):
         .neighbour_devs == "all"
 
 
+def test_neighbour_devs_none(tmp_path):
+    """A routed-fabric host: no proxy entries at all (docs/bgp.md)."""
+    assert load_config(write(tmp_path, '[routed]\nneighbour_devs = "none"')).routed \
+        .neighbour_devs == "none"
+
+
 def test_env_var_selects_the_file(tmp_path, monkeypatch):
     p = write(tmp_path, '[bridged]\nbridge = "br9"\n')
     monkeypatch.setenv(ENV_VAR, str(p))
@@ -144,7 +150,10 @@ def test_unknown_keys_are_named(tmp_path, text, key):
     ("[routed]\nprobe_timeout_ms = 0", "'routed.probe_timeout_ms' must be between 1 and 10000"),
     ("[routed]\nprobe_timeout_ms = 10001", "must be between 1 and 10000"),
     ("[routed]\nprobe_timeout_ms = -5", "must be between 1 and 10000"),
-    ("[routed]\nneighbour_devs = 'some'", "'routed.neighbour_devs' must be \"detect\", \"all\""),
+    ("[routed]\nneighbour_devs = 'some'",
+     "'routed.neighbour_devs' must be \"detect\", \"all\", \"none\" or a non-empty list"),
+    ("[routed]\nneighbour_devs = 'None'", "'routed.neighbour_devs' must be"),
+    ("[routed]\nneighbour_devs = []", "'routed.neighbour_devs' must be"),
     ("[routed]\nneighbour_devs = [1]", "'routed.neighbour_devs' must be"),
     ("[routed]\nneighbour_devs = {a = 1}", "'routed.neighbour_devs' must be"),
     ("[routed]\nneighbour_devs = ['enp0s5', 'an-uplink-name-too-long']",

@@ -163,3 +163,14 @@ def test_shim_uses_this_interpreter(tmp_path):
     assert f"exec /opt/py/bin/python3 -S -E {hi.CLIENT} qemu \"$@\"" in text
     assert "VZLIBVIRT_CONFIG" not in text
     assert os.access(tmp_path / "qemu.d" / "50-vzlibvirt", os.X_OK)
+
+
+def test_install_says_how_to_name_the_route_protocol(tmp_path, capsys):
+    """The number comes from contract.py; the line is what iproute2 reads in rt_protos.d."""
+    assert hi.install_main(["--hooks-dir", str(tmp_path / "hooks")]) == 0
+    out = capsys.readouterr().out
+    assert contract.ROUTE_PROTOCOL == 247 and contract.ROUTE_PROTOCOL_NAME == "vzlibvirt"
+    assert ("put the line '247 vzlibvirt' into /etc/iproute2/rt_protos.d/vzlibvirt.conf"
+            in out)
+    assert "`ip route show proto 247`" in out
+    assert not (tmp_path / "etc").exists()  # told, not written

@@ -212,3 +212,29 @@ def test_plan_lines_are_printable(driver):
     assert all(gip.source is IPSource.VZ for gip in d.interfaces[0].ips)
     lines = describe_plan(d, Config())
     assert all("\n" not in line for line in lines)
+
+
+def test_plan_neighbour_devs_none_names_no_proxy_and_no_announcement():
+    cfg = parse_config({"routed": {"neighbour_devs": "none"}})
+    lines = plan_of(domain_xml("ct", interfaces=[routed(M1, ["198.51.100.7",
+                                                             "2001:db8::7"])]), cfg)
+    assert any(line.startswith("    route 198.51.100.7/32 dev ") and
+               line.endswith("no proxy neighbour (neighbour_devs = none: a routing daemon "
+                             "exports routes of protocol 247)") for line in lines)
+    assert not any("proxy neighbour on" in line for line in lines)
+    assert not any("announce" in line for line in lines)
+
+
+def test_neighbour_devs_none_plans_routes_and_no_neighbour_settings():
+    """With no neighbour device (neighbour_devs = "none") the plan holds the routes and the
+    guest device's own settings, and nothing on any other device: no proxy entry, no
+    proxy_ndp / proxy_delay / forwarding on an uplink."""
+    ips = gips("198.51.100.101", "2001:db8::1")
+    got = routed_entries("veth1", 7, ips, [], parse_config({"routed": {"neighbour_devs":
+                                                                        "none"}}))
+    assert [e for e in got if isinstance(e, Route)] == [
+        Route("veth1", 7, "198.51.100.101", 32), Route("veth1", 7, "2001:db8::1", 128)]
+    assert not [e for e in got if isinstance(e, ProxyNeighbour)]
+    keys = [e.key for e in got if isinstance(e, DeviceSysctl | HostSysctl)]
+    assert keys and not [k for k in keys if "proxy_ndp" in k or "proxy_delay" in k]
+    assert {getattr(e, "dev", None) for e in got} == {None, "veth1"}

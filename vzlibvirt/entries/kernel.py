@@ -139,10 +139,12 @@ class Route(DeviceEntry):
         return nl.route_present(self.dst, self.prefixlen, self.ifindex)
 
     def add(self, nl) -> bool:
-        if nl.route_add(self.dst, self.prefixlen, self.ifindex):
-            return True
+        # Asked before adding: ours carries a metric (contract.ROUTE_METRIC), so the
+        # kernel would accept it beside someone else's route of another metric, and lose.
         found = nl.route_match(self.dst, self.prefixlen)
-        if found is not None and found.oif != self.ifindex:
+        if found is None:
+            return nl.route_add(self.dst, self.prefixlen, self.ifindex)
+        if found.oif != self.ifindex:
             other = nl.link_by_index(found.oif) if found.oif else None
             via = other.name if other else f"ifindex {found.oif}"
             raise ConflictError(f"IP {self.dst} is already routed via {via} (not by vzlibvirt)")

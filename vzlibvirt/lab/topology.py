@@ -10,6 +10,7 @@ guest namespaces. Only `ip` inside the namespaces; the root namespace is touched
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -129,6 +130,32 @@ class Topology:
         self.ip(g.ns, *fam, "addr", "add", cidr, "dev", g.guest_dev,
                 *(["nodad"] if fam else []))
         return g
+
+    def add_client(self, name: str, via: str, subnet4: str, subnet6: str) -> str:
+        """A client namespace PREFIX-NAME (Computer Y) on its own subnets behind namespace
+        VIA, which routes for it: VIA takes the first address of each subnet, the client
+        the second and its default routes through VIA. Returns the namespace."""
+        ns = f"{self.prefix}-{name}"
+        self._add_netns(ns)
+        dev = f"to-{name}"[:15]
+        self.ip(via, "link", "add", dev, "type", "veth", "peer", "name", S.LAN_DEV,
+                "netns", ns)
+        for subnet in (subnet4, subnet6):
+            net = ipaddress.ip_network(subnet)
+            router, client = (f"{net[n]}/{net.prefixlen}" for n in (1, 2))
+            fam = "-6" if net.version == 6 else "-4"
+            nodad = ["nodad"] if net.version == 6 else []
+            self.ip(via, fam, "addr", "add", router, "dev", dev, *nodad)
+            self.ip(ns, fam, "addr", "add", client, "dev", S.LAN_DEV, *nodad)
+        self.ip(via, "link", "set", dev, "up")
+        self.ip(ns, "link", "set", S.LAN_DEV, "up")
+        for subnet in (subnet4, subnet6):
+            net = ipaddress.ip_network(subnet)
+            fam = "-6" if net.version == 6 else "-4"
+            self.ip(ns, fam, "route", "add", "default", "via", str(net[1]))
+        self.sysctl(via, "net.ipv4.ip_forward", "1")
+        self.sysctl(via, "net.ipv6.conf.all.forwarding", "1")
+        return ns
 
     def configure_guest(self, g: Guest) -> None:
         for ip in g.ips:
