@@ -50,15 +50,18 @@ def action(event: int, detail: int) -> str | None:
 
 
 def publish(data: bytes, driver: str, config: Config, store: StateStore,
-            nl: Netlink) -> Outcome | None:
+            nl: Netlink, only_held: bool = False) -> Outcome | None:
     """The guest runs here now (its live XML): every entry, and the LAN told at once.
-    None when this host has no record of it (a hook refused it, or it is not ours)."""
+    None when this host has no record of it (a hook refused it, or it is not ours), or,
+    with `only_held` (a reconnect's check for a resumed event it missed), when its
+    record is published already."""
     from vzlibvirt.domain_xml import parse_domain
     from vzlibvirt.model import Driver
 
     domain = parse_domain(data, driver=Driver(driver), gateways=config.gateways,
                           require_uuid=True)
-    if not domain.managed_interfaces or store.load(domain.key) is None:
+    record = store.load(domain.key) if domain.managed_interfaces else None
+    if record is None or (only_held and record.stage is Stage.PUBLISHED):
         return None
     return wire(domain, config, store, nl, stage=Stage.PUBLISHED, announce=True)
 
