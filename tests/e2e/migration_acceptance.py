@@ -1,4 +1,5 @@
-"""Issue 14 on two real libvirtds (`lab up --hosts 2`): routed guests move between host A
+"""NOT YET COLLECTED (not named test_*): fails today, see docs/migration.md "Status".
+Issue 14 on two real libvirtds (`lab up --hosts 2`): routed guests move between host A
 and host B and the LAN follows them; a failed migration leaves both sides exact."""
 
 from __future__ import annotations
