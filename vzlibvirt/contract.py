@@ -21,12 +21,14 @@ DRIVERS = (*DOMAIN_DRIVERS, NETWORK_DRIVER)
 # `start` is not a domain one: the engine wires at `started` (docs/wiring-point.md), so
 # skipping `start` saves one interpreter start per guest boot.
 PYTHON_OPS = {
-    "qemu": ("prepare", "started", "reconnect"),
+    "qemu": ("migrate", "prepare", "started", "reconnect"),
     "lxc": ("prepare", "started", "reconnect"),
     NETWORK_DRIVER: ("start",),
 }
 # Domain drivers only. XML filters: libvirt takes stdout as the new XML, so it goes back
-# unchanged. Stop operations remove what the domain's record lists; the shim starts
+# unchanged; a filter that is also in PYTHON_OPS (qemu's `migrate`: the destination
+# marks the domain incoming, docs/migration.md) reaches Python, the others end in `cat`.
+# Stop operations remove what the domain's record lists; the shim starts
 # Python for them only when that record exists (the second of the two finds none).
 FILTER_OPS = ("migrate", "restore")
 STOP_OPS = ("stopped", "release")
@@ -63,9 +65,11 @@ CLIENT_TIMEOUT_S = 120  # a wire takes milliseconds; this only guards against a 
 # -- the state layout under the state dir ---------------------------------------------
 #   domains/<driver>-<uuid>.json   one record per wired domain
 #   ips/<ip>                       which domain holds a guest IP
+#   incoming/<driver>-<uuid>       a live migration's destination: `migrate` was called
 #   lock                           the host-wide flock around every change
 DOMAINS_DIR = "domains"
 CLAIMS_DIR = "ips"
+INCOMING_DIR = "incoming"
 LOCK_NAME = "lock"
 RECORD_SUFFIX = ".json"
 
@@ -108,6 +112,10 @@ def claims_dir(state_dir: "Path") -> "Path":
 
 def claim_path(state_dir: "Path", ip: str) -> "Path":
     return state_dir / CLAIMS_DIR / ip
+
+
+def incoming_path(state_dir: "Path", key: str) -> "Path":
+    return state_dir / INCOMING_DIR / key
 
 
 def lock_path(state_dir: "Path") -> "Path":

@@ -29,6 +29,7 @@ from vzlibvirt.state import (
     DomainRecord,
     InterfaceRecord,
     RecordIndex,
+    Stage,
     StateStore,
 )
 from vzlibvirt.wiring import WireContext
@@ -66,9 +67,37 @@ def check_claims(domain: Domain, store: StateStore) -> None:
                 )
 
 
-def wire(domain: Domain, config: Config, store: StateStore, nl: Netlink) -> Outcome:
+def wire(domain: Domain, config: Config, store: StateStore, nl: Netlink,
+         stage: Stage | None = None, announce: bool = False, probe: bool = True) -> Outcome:
+    """Make the host hold DOMAIN's entries for `stage` (None: the stage its record has,
+    a new domain is published); `announce` tells the LAN even when nothing was added
+    (a guest that resumed here after a migration); `probe` False: a migration's
+    destination, whose guest's IPs the source still answers for."""
     with store.locked(), nl.transaction():
-        return _Wiring(domain, config, store, nl).run()
+        return _Wiring(domain, config, store, nl, stage, announce, probe).run()
+
+
+def withdraw(key: str, store: StateStore, nl: Netlink) -> Outcome:
+    """A migration's source once the guest paused or left for the destination: remove
+    the domain's routes and proxy entries, keep the record (with its claims) at stage
+    `withdrawn`, so a failed migration can publish again and `stopped` removes the rest."""
+    outcome = Outcome()
+    with store.locked(), nl.transaction():
+        record = store.load(key)
+        if record is None or record.stage is Stage.WITHDRAWN:
+            return outcome
+        for irec in record.interfaces:
+            kept = [a for a in irec.entries if Stage.WITHDRAWN.keeps(a.entry)]
+            for applied in reversed(irec.entries):
+                if applied.owned and not Stage.WITHDRAWN.keeps(applied.entry) \
+                        and _remove_quietly(applied.entry, nl):
+                    outcome.removed.append(applied.entry.describe())
+            irec.entries = kept
+        record.stage = Stage.WITHDRAWN
+        store.save(record)
+    for line in outcome.removed:
+        log.info("%s: withdrawn %s", record.name, line)
+    return outcome
 
 
 def unwire(key: str, store: StateStore, nl: Netlink) -> Outcome:
@@ -77,28 +106,36 @@ def unwire(key: str, store: StateStore, nl: Netlink) -> Outcome:
 
 
 class _Wiring:
-    def __init__(self, domain, config, store, nl):
+    def __init__(self, domain, config, store, nl, stage, announce, probe):
         self.domain: Domain = domain
         self.store: StateStore = store
         self.nl: Netlink = nl
-        self.ctx = WireContext(domain, config, nl, store)
+        self.config: Config = config
+        self.stage: Stage | None = stage
+        self.announce: bool = announce
+        self.probe: bool = probe
         self.outcome = Outcome()
 
     def run(self) -> Outcome:
         domain = self.domain
         check_claims(domain, self.store)
         previous = self.store.load(domain.key)
+        stage = self.stage or (previous.stage if previous else Stage.PUBLISHED)
+        self.ctx = WireContext(domain, self.config, self.nl, self.store, stage,
+                               self.probe)
         prev_by_mac = {i.mac: i for i in previous.interfaces} if previous else {}
         prev_owned = {e.identity for e in previous.owned_entries()} if previous else set()
 
         record = DomainRecord(key=domain.key, name=domain.name, uuid=domain.uuid or "",
-                              driver=domain.driver.value, phase="wiring")
+                              driver=domain.driver.value, phase="wiring", stage=stage)
         missing: list[tuple[InterfaceRecord, Entry]] = []  # ours, not on the host: to add
         for iface in domain.managed_interfaces:
             plugin = plugin_for(iface)
             try:
                 irec = plugin.resolve(self.ctx, iface, prev_by_mac.get(iface.mac or ""))
                 for entry in plugin.entries(self.ctx, iface, irec):
+                    if not stage.keeps(entry):
+                        continue  # held back until the guest runs here
                     present = entry.present(self.nl)
                     # present and not recorded as ours: someone else's, never removed
                     owned = entry.identity in prev_owned or not present
@@ -117,7 +154,8 @@ class _Wiring:
                 and _same(previous, record)):
             for ip in record.ips():  # (cheap: a claim is rewritten only if it differs)
                 self.store.claim(ip, domain.key, domain.name)
-            return self.outcome  # already exactly right: no write, no announcement
+            self._announce(record, force=self.announce)
+            return self.outcome  # already exactly right: no write, no announcement asked
 
         # Write ahead: the record names every entry we are about to create.
         faults.checkpoint("write-ahead")
@@ -148,12 +186,16 @@ class _Wiring:
         if previous is not None:
             for ip in set(previous.ips()) - set(record.ips()):
                 self.store.release(ip, domain.key)
-        if self.outcome.added:
-            for iface, irec in zip(domain.managed_interfaces, record.interfaces, strict=True):
-                plugin_for(iface).after_wire(self.ctx, iface, irec)
+        self._announce(record, force=self.announce or bool(self.outcome.added))
         for line in self.outcome.added:
             log.info("%s: added %s", domain.name, line)
         return self.outcome
+
+    def _announce(self, record: DomainRecord, force: bool) -> None:
+        if force and record.stage.announces:
+            for iface, irec in zip(self.domain.managed_interfaces, record.interfaces,
+                                   strict=True):
+                plugin_for(iface).after_wire(self.ctx, iface, irec)
 
     def _add(self, irec: InterfaceRecord, entry: Entry, revert: Reverter) -> None:
         faults.checkpoint(f"add {entry.describe()}")

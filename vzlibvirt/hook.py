@@ -50,6 +50,10 @@ class Resources:
 
     config: object | None = None
     netlink: object | None = None
+    # the caller follows libvirt's lifecycle events and publishes a migrated guest the
+    # moment it resumes (the agent with [agent] connect); without, the destination
+    # publishes at `started` as for any start
+    follows_events: bool = False
 
 
 def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
@@ -110,7 +114,10 @@ class DomainHook:
 
     def run(self) -> int:
         if self.op in FILTER_OPS:
-            self.stdout.write(_read(self.stdin))
+            data = _read(self.stdin)
+            if self.op in PYTHON_OPS[self.driver]:  # qemu's `migrate`
+                self.migrate(data)
+            self.stdout.write(data)
             self.stdout.flush()
             return EXIT_OK
         if self.op in STOP_OPS:
@@ -166,6 +173,18 @@ class DomainHook:
 
                 refuse_host_owned(domain, self.resources.netlink)
 
+    def migrate(self, data: bytes) -> None:
+        """The destination of a live migration: `prepare` and `started` follow at once,
+        before any memory is sent, while the guest still runs on the source
+        (docs/migration.md). Mark the domain so `started` holds the LAN back. XML that
+        does not parse goes back unmarked: not our guest, or `prepare` refuses it."""
+        try:
+            domain = self.parse(data)
+        except VzError:
+            return
+        if domain.managed_interfaces:
+            self.store().mark_incoming(domain.key)
+
     def started(self, data: bytes) -> None:
         key = self._quick_key(data)
         if key is not None:
@@ -174,7 +193,12 @@ class DomainHook:
                 return  # a repeated call
         domain = self.parse(data)
         if domain.managed_interfaces:
-            self._wire(domain)
+            from vzlibvirt.state import Stage
+
+            incoming = self.store().take_incoming(domain.key)
+            held = incoming and self.resources.follows_events
+            self._wire(domain, stage=Stage.INCOMING if held else Stage.PUBLISHED,
+                       probe=not incoming)
 
     def reconnect(self, data: bytes) -> None:
         domain = self.parse(data)
@@ -184,19 +208,22 @@ class DomainHook:
 
     def stop(self, data: bytes) -> None:
         key = self._env_key() or self._quick_key(data) or self._parsed_key(data)
-        if key is None or not record_path(self.config.state.dir, key).exists():
-            return  # nothing recorded: a refused start, or the second of stopped/release
+        if key is None:
+            return  # a foreign domain whose <uuid> we cannot read: nothing of it is ours
         store = self.store()
+        store.take_incoming(key)  # a migration that failed before `started`
+        if not record_path(self.config.state.dir, key).exists():
+            return  # nothing recorded: a refused start, or the second of stopped/release
         from vzlibvirt.engine import unwire
 
         with self.netlink() as nl:
             unwire(key, store, nl)
 
-    def _wire(self, domain) -> None:
+    def _wire(self, domain, **how) -> None:
         from vzlibvirt.engine import wire
 
         with self.netlink() as nl:
-            wire(domain, self.config, self.store(), nl)
+            wire(domain, self.config, self.store(), nl, **how)
 
     def _env_key(self) -> str | None:
         """The shim read the <uuid> itself (and so consumed the XML) for stop operations."""

@@ -65,7 +65,8 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
         "DRIVER": driver,
         "ENV": env,
         "OPS": "|".join(contract.PYTHON_OPS[driver]),
-        "FILTER_OPS": "|".join(contract.FILTER_OPS),
+        "FILTER_OPS": "|".join(op for op in contract.FILTER_OPS
+                               if op not in contract.PYTHON_OPS[driver]),
         "STOP_OPS": "|".join(contract.STOP_OPS),
         **_record_path_parts(Path(state_dir), driver),
         "UUID_ENV": contract.DOMAIN_UUID_ENV,

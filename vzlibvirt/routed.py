@@ -114,7 +114,7 @@ class RoutedWiring(InterfaceWiring):
             if ip not in known:  # checked when it was first wired
                 self._refuse_host_owned(ctx, ip)
         neighbours = self._neighbours(ctx, iface, link.index, previous)
-        if ctx.config.routed.conflict_probe:
+        if ctx.config.routed.conflict_probe and ctx.probe:
             self._probe_lan(ctx, [ip for ip in guest_ips if ip not in known], neighbours)
         return InterfaceRecord(
             mac=iface.mac or "", mode=self.mode, host_dev=link.name,

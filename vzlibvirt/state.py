@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,32 @@ from vzlibvirt.fsutil import atomic_write
 from vzlibvirt.model import Filter, Mode
 
 FORMAT_VERSION = 1
+INCOMING_MAX_AGE_S = 120.0  # `migrate` to `started` takes a second; older marks are stale
+
+
+class Stage(StrEnum):
+    """How much of a domain's wiring this host holds (docs/migration.md).
+
+    A live migration runs the destination's `started` before any memory is sent, while
+    the guest still runs on the source: the destination prepares without telling the LAN
+    until libvirt reports the guest resumed there, and the source takes its routes and
+    proxy entries back once libvirt reports the guest paused or gone for the migration.
+    """
+
+    PUBLISHED = "published"  # the guest runs here: every entry
+    INCOMING = "incoming"  # a migration's destination before the guest resumes: no LAN entries
+    WITHDRAWN = "withdrawn"  # a migration's source once the guest left: device entries only
+
+    def keeps(self, entry: Entry) -> bool:
+        return entry.reach in _REACH[self]
+
+    @property
+    def announces(self) -> bool:
+        return self is Stage.PUBLISHED
+
+
+_REACH = {Stage.PUBLISHED: ("device", "host", "lan"), Stage.INCOMING: ("device", "host"),
+          Stage.WITHDRAWN: ("device",)}
 
 
 @dataclass
@@ -97,6 +124,7 @@ class DomainRecord:
     uuid: str
     driver: str
     phase: str = "wiring"  # "wiring": written ahead of the kernel changes; "wired": done
+    stage: Stage = Stage.PUBLISHED
     interfaces: list[InterfaceRecord] = field(default_factory=list)
     updated: float = 0.0
 
@@ -115,7 +143,8 @@ class DomainRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "version": FORMAT_VERSION, "key": self.key, "name": self.name, "uuid": self.uuid,
-            "driver": self.driver, "phase": self.phase, "updated": self.updated,
+            "driver": self.driver, "phase": self.phase, "stage": self.stage.value,
+            "updated": self.updated,
             "interfaces": [i.to_json() for i in self.interfaces],
         }
 
@@ -126,6 +155,7 @@ class DomainRecord:
         return cls(
             key=data["key"], name=data["name"], uuid=data["uuid"], driver=data["driver"],
             phase=data.get("phase", "wiring"), updated=data.get("updated", 0.0),
+            stage=Stage(data.get("stage", Stage.PUBLISHED.value)),
             interfaces=[InterfaceRecord.from_json(i) for i in data.get("interfaces", [])],
         )
 
@@ -191,6 +221,22 @@ class StateStore:
             if rec is not None:
                 out.append(rec)
         return out
+
+    # live migration: the destination's mark between `migrate` and `started`
+    def mark_incoming(self, key: str) -> None:
+        path = contract.incoming_path(self.root, key)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, b"")
+
+    def take_incoming(self, key: str) -> bool:
+        """Whether `migrate` marked the domain lately; the mark is used up."""
+        path = contract.incoming_path(self.root, key)
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        path.unlink(missing_ok=True)
+        return age <= INCOMING_MAX_AGE_S
 
     # IP claims
     def _claim_path(self, ip: str) -> Path:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from vzlibvirt.entries import Entry
     from vzlibvirt.model import Domain
     from vzlibvirt.netlink import Link, Netlink
-    from vzlibvirt.state import InterfaceRecord, StateStore
+    from vzlibvirt.state import InterfaceRecord, Stage, StateStore
 
 
 @dataclass
@@ -29,6 +29,8 @@ class WireContext:
     config: Config
     nl: Netlink
     store: StateStore
+    stage: Stage  # incoming: a migration's destination, the guest still runs elsewhere
+    probe: bool = True  # False: a migration's destination (the source answers the probe)
 
 
 class InterfaceWiring:

@@ -87,6 +87,8 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
         assert r.returncode == 0
         assert r.stdout == f"{cfg}|-S -E {hi.CLIENT} {driver} dom1 {op} begin -"
     for op in contract.FILTER_OPS:  # XML filters: the XML comes back unchanged, no Python
+        if op in contract.PYTHON_OPS[driver]:
+            continue  # qemu's `migrate` marks an incoming domain (and echoes in Python)
         r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
         assert (r.returncode, r.stdout) == (0, "<domain/>")
     for op in ("start", "stopped-not", "shutdown", "migrate-x", ""):

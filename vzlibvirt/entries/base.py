@@ -21,6 +21,11 @@ class Entry:
     kind: ClassVar[str]
     #: removed on unwire when we created it; False for settings we leave on purpose
     revertible: ClassVar[bool] = True
+    #: how far the entry reaches: "device" (the guest's device, host settings), "host"
+    #: (this host routes to the guest), "lan" (the LAN is told the guest is here). A
+    #: migrating guest holds back the wider ones on the host it is not running on
+    #: (state.Stage).
+    reach: ClassVar[str] = "device"
 
     def present(self, nl: Netlink) -> bool:
         raise NotImplementedError

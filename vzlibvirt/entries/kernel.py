@@ -130,6 +130,7 @@ class Address(DeviceEntry):
 @dataclass(frozen=True)
 class Route(DeviceEntry):
     kind: ClassVar[str] = "route"
+    reach: ClassVar[str] = "host"
     dev: str
     ifindex: int
     dst: str
@@ -162,6 +163,7 @@ class ProxyNeighbour(DeviceEntry):
     """A permanent proxy ARP / NDP entry: the host answers for `dst` on `dev`."""
 
     kind: ClassVar[str] = "proxy-neigh"
+    reach: ClassVar[str] = "lan"
     dev: str
     ifindex: int
     dst: str

@@ -14,17 +14,25 @@ def main(argv: list[str]) -> int:
         description="A private libvirtd in network namespaces, with Computer X on its LAN.",
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="build images (cached) and start the lab; idempotent")
+    hosts = argparse.ArgumentParser(add_help=False)
+    hosts.add_argument("--hosts", type=int, choices=(1, 2), default=1,
+                       help="2: host A and host B on one LAN, for live migration")
+    up = sub.add_parser("up", parents=[hosts],
+                        help="build images (cached) and start the lab; idempotent")
     up.add_argument("--no-hooks", action="store_true",
                     help="do not install the vzlibvirt hooks (lab debugging only)")
     up.add_argument("--no-agent", action="store_true",
                     help="no resident agent: every hook runs the engine in-process")
-    demo = sub.add_parser("demo", help="up, show the seed's four figures (routed and "
-                                       "bridged containers and VMs), down")
+    demo = sub.add_parser("demo", parents=[hosts],
+                          help="up, show the seed's four figures (routed and bridged "
+                               "containers and VMs), down; with --hosts 2: a routed VM "
+                               "live-migrated A -> B -> A while Computer X pings it")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
-    sub.add_parser("down", help="remove every namespace, process, mount and file of the lab")
-    sub.add_parser("status", help="say whether the lab is up and list its guests")
+    sub.add_parser("down", parents=[hosts],
+                   help="remove every namespace, process, mount and file of the lab")
+    sub.add_parser("status", parents=[hosts], help="say whether the lab is up and list its "
+                                                   "guests")
     system = sub.add_parser("system", help="a Debian 12 VM with systemd and libvirtd on "
                                            "the lab's LAN: a disposable real host")
     system.add_argument("action", choices=("up", "test", "ssh", "down"),
@@ -43,7 +51,9 @@ def main(argv: list[str]) -> int:
 
     lab = Lab()
     try:
-        with lab_lock(lab.paths):
+        with lab_lock(lab.paths):  # one lock for both labs: they share the image cache
+            if args.hosts == 2:
+                return _dispatch_two(args)
             return _dispatch(lab, args)
     except LabError as exc:
         print(f"vzlibvirt lab {args.cmd}: {exc}", file=sys.stderr)
@@ -53,14 +63,36 @@ def main(argv: list[str]) -> int:
 def _dispatch(lab, args) -> int:
     if args.cmd == "up":
         lab.up(hooks=not args.no_hooks, agent=not args.no_agent)
-    elif args.cmd == "down":
+    elif args.cmd == "down":  # everything of both labs, as `down` always did
         lab.down()
+        from .twohosts import TwoHostLab
+
+        labs = TwoHostLab()
+        if labs.exists():
+            labs.down()
     elif args.cmd == "status":
         return _status(lab)
     else:
         from .demo import run_demo
 
         return run_demo(lab, keep=args.keep, vms=not args.no_vms)
+    return 0
+
+
+def _dispatch_two(args) -> int:
+    from .twohosts import TwoHostLab
+
+    labs = TwoHostLab()
+    if args.cmd == "up":
+        labs.up(hooks=not args.no_hooks, agent=not args.no_agent)
+    elif args.cmd == "down":
+        labs.down()
+    elif args.cmd == "status":
+        return max(_status(h) for h in labs.hosts)
+    else:
+        from .migration_demo import run_demo
+
+        return run_demo(labs, keep=args.keep)
     return 0
 
 

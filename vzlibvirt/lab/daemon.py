@@ -4,12 +4,14 @@ lab directories are bind-mounted over libvirt's own (see docs/lab.md for why eac
 from __future__ import annotations
 
 import shutil
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import procs
 from . import settings as S
-from .settings import LabPaths
+from .settings import HostSpec, LabPaths
 from .sh import LabError, run
 
 QEMU_CONF = """\
@@ -19,16 +21,35 @@ group = "root"
 security_driver = "none"
 """
 NWFILTER_TEMPLATES = Path("/usr/share/libvirt/nwfilter")
+# A host of the two-host lab: both daemons number domains from 1, so with cgroups on, a
+# migration's source and incoming VM share one cgroup path and stop is slow and noisy.
+QEMU_CONF_MIGRATING = 'cgroup_controllers = [ ]\n'
 LXC_CONF = 'security_driver = "none"\n'
 LIBVIRTD_CONF = """\
 # vzlibvirt lab: only the unix socket, no TCP; logs inside the lab dir.
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
+# A host of the two-host lab takes migrations over TCP on its LAN address only (the lab's
+# namespaces), without TLS or authentication, and has a host UUID of its own: libvirt
+# refuses a migration between hosts whose UUIDs match.
+LIBVIRTD_CONF_MIGRATING = """\
+# and, for migrations inside the two-host lab: TCP on the LAN address only.
+listen_tls = 0
+listen_tcp = 1
+auth_tcp = "none"
+listen_addr = "{address}"
+host_uuid = "{host_uuid}"
+"""
 
-# Runs as root in the lab netns after `unshare -m --propagation private`; $1 = lab dir.
+# Runs as root in the lab netns after `unshare -m --propagation private` (and -u for a
+# host of the two-host lab); $1 = lab dir, $2 = hostname or "", $3 = the exec'd starter.
 LAUNCH = r"""
 set -eu
 L="$1"
+if [ -n "$2" ]; then
+  hostname "$2"
+  mount --bind "$L/etc-hosts" /etc/hosts
+fi
 aside="$L/mnt/cgroup"
 mount --rbind /sys/fs/cgroup "$aside"
 mount -t sysfs sysfs /sys
@@ -44,7 +65,8 @@ mount --bind "$L/cache" /var/cache/libvirt
 for f in passwd group; do
   if [ -f "$L/etc-$f" ]; then mount --bind "$L/etc-$f" "/etc/$f"; fi
 done
-exec "$L/start-daemons"
+shift 2
+exec "$@"
 """
 
 # Starts (or restarts) both daemons; runs inside the private mount namespace.
@@ -58,16 +80,27 @@ if ! { [ -f /run/libvirt/virtlogd.pid ] && kill -0 "$(cat /run/libvirt/virtlogd.
 fi
 # The environment a real init gives libvirtd, so hooks see libvirt's minimal PATH.
 exec env -i PATH=/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C \
-    setsid libvirtd -d -p /run/libvirt/libvirtd.pid
+    setsid libvirtd -d -p /run/libvirt/libvirtd.pid@LISTEN@
 """
 
 
-def write_configs(paths: LabPaths) -> None:
-    (paths.etc / "qemu.conf").write_text(QEMU_CONF)
+def write_configs(paths: LabPaths, spec: HostSpec = S.HOST,
+                  peers: Sequence[HostSpec] = ()) -> None:
+    """libvirt's configs in the lab's etc; PEERS: every host of the two-host lab, whose
+    names go into this host's private /etc/hosts."""
+    qemu, libvirtd = QEMU_CONF, LIBVIRTD_CONF
+    if spec.migrates:
+        qemu += QEMU_CONF_MIGRATING
+        libvirtd += LIBVIRTD_CONF_MIGRATING.format(address=spec.address4,
+                                                   host_uuid=spec.host_uuid)
+        hosts = "127.0.0.1 localhost\n" + "".join(f"{p.address4} {p.hostname}\n"
+                                                  for p in peers)
+        (paths.root / "etc-hosts").write_text(hosts)
+    (paths.etc / "qemu.conf").write_text(qemu)
     (paths.etc / "lxc.conf").write_text(LXC_CONF)
-    (paths.etc / "libvirtd.conf").write_text(LIBVIRTD_CONF)
+    (paths.etc / "libvirtd.conf").write_text(libvirtd)
     script = paths.root / "start-daemons"
-    script.write_text(START_DAEMONS)
+    script.write_text(START_DAEMONS.replace("@LISTEN@", " --listen" if spec.migrates else ""))
     script.chmod(0o755)
     (paths.root / "mnt" / "cgroup").mkdir(parents=True, exist_ok=True)
     (paths.etc / "hooks").mkdir(exist_ok=True)  # mount point for the lab hooks dir
@@ -119,11 +152,17 @@ def read_pid(paths: LabPaths, name: str) -> int | None:
     return pid if Path(f"/proc/{pid}").exists() else None
 
 
-def start(paths: LabPaths) -> None:
-    """First start: new private mount namespace, then the daemons."""
+def start(paths: LabPaths, spec: HostSpec = S.HOST) -> None:
+    """First start: new private mount namespace (and UTS namespace for a host of the
+    two-host lab, whose daemons also run under a child subreaper), then the daemons."""
+    starter = [str(paths.root / "start-daemons")]
+    if spec.migrates:
+        starter = [sys.executable, "-S", str(Path(__file__).with_name("subreaper.py")),
+                   *starter, str(paths.lab("log") / "subreaper.log")]
     run(
-        ["nsenter", f"--net=/run/netns/{S.HOST_NETNS}", "unshare", "-m", "--propagation",
-         "private", "sh", "-c", LAUNCH, "launch", str(paths.root)],
+        ["nsenter", f"--net=/run/netns/{spec.netns}", "unshare", "-m",
+         *(["-u"] if spec.hostname else []), "--propagation", "private", "sh", "-c", LAUNCH,
+         "launch", str(paths.root), spec.hostname, *starter],
         timeout=60,
     )
     wait_ready(paths)
@@ -143,7 +182,7 @@ def restart(paths: LabPaths, timeout: float = 90) -> None:
 def start_daemons(paths: LabPaths, anchor: int, timeout: float = 90) -> None:
     """Start whichever daemon is not running, in the lab's namespaces (those of ANCHOR,
     virtlogd's pid), and wait until libvirtd answers."""
-    run(["nsenter", "-t", str(anchor), "-m", "-n", str(paths.root / "start-daemons")],
+    run(["nsenter", "-t", str(anchor), "-m", "-n", "-u", str(paths.root / "start-daemons")],
         timeout=60)
     wait_ready(paths, timeout)
 

@@ -109,3 +109,14 @@ def vm_xml(g: Guest, kernel: Path, initrd: Path, console: Path, *, kvm: bool = F
                        acpi=bool(g.hotplug_ips))
     return domain_xml(g.name, driver="kvm" if kvm else "qemu", interfaces=[_interface(g)],
                       hook=False, boot=boot)
+# The two-host lab's live-migrated guests: routed VMs with IPv4 and IPv6, and a bridged
+# one on br0 (QEMU announces its own MAC after a migration) for comparison.
+MIGRATING_VMS = tuple(
+    Guest(f"mvm{i}", "vm", f"52:54:00:ee:00:{i:02x}",
+          (f"198.51.100.{239 + i}", f"2001:db8:100::{239 + i:x}"))
+    for i in (1, 2)
+)
+MIGRATING_BRIDGED_VM = Guest("mbvm1", "vm", "52:54:00:ee:00:21", ("198.51.100.250",),
+                             mode="bridged", source_bridge=BRIDGE)
+MOVING_CONTAINER = Guest("mct1", "ct", "52:54:00:ee:00:31",
+                         ("198.51.100.245", "2001:db8:100::245"))

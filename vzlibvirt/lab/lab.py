@@ -80,9 +80,16 @@ class Record:
 
 
 class Lab:
-    def __init__(self, paths: LabPaths | None = None) -> None:
+    """One lab host. The one-host lab (the default) owns its LAN namespace; a host of
+    the two-host lab (twohosts.py) shares the LAN that TwoHostLab builds and removes."""
+
+    def __init__(self, paths: LabPaths | None = None, host: S.HostSpec = S.HOST,
+                 lan: str = S.LAN_NETNS, peers: tuple[S.HostSpec, ...] = ()) -> None:
         self.paths = paths or LabPaths()
-        self.topo = Topology(prefix=S.LAB_PREFIX)  # vzlab-host, vzlab-lan
+        self.host = host
+        self.peers = peers  # every host of a two-host lab (its /etc/hosts)
+        self.owns_lan = not peers
+        self.topo = Topology(prefix=S.LAB_PREFIX, host_ns=host.netns, lan_ns=lan)
 
     # ---------- life cycle ----------
     def is_up(self) -> bool:
@@ -101,8 +108,8 @@ class Lab:
         if self.is_up():
             progress(f"lab already up ({self.paths.root})")
             return
-        if self.paths.root.exists() or netns_exists(S.HOST_NETNS) \
-                or netns_exists(S.LAN_NETNS):
+        if self.paths.root.exists() or (self.owns_lan and any(
+                map(netns_exists, (self.topo.host, self.topo.lan)))):
             progress("leftovers of an earlier lab found: taking them down first")
             self.down()
         try:
@@ -123,11 +130,11 @@ class Lab:
         progress(f"guest images (cached in {p.cache})")
         vm = images.vm_image(p.cache)
         rec.vm_kernel, rec.vm_initrd = str(vm.kernel), str(vm.initrd)
-        progress(f"namespaces {S.HOST_NETNS} (uplink {S.UPLINK}) and {S.LAN_NETNS} "
-                 f"(Computer X {S.X_IP4})")
-        self.topo.up()
-        rec.net_ids = [i for i in (procs.netns_id(S.HOST_NETNS), procs.netns_id(S.LAN_NETNS))
-                       if i]
+        if self.owns_lan:
+            progress(f"namespaces {self.topo.host} (uplink {S.UPLINK}) and {self.topo.lan} "
+                     f"(Computer X {S.X_IP4})")
+            self.topo.up()
+        rec.net_ids = [i for i in map(procs.netns_id, self._namespaces()) if i]
         rec.save(p.record)
         # Mount points libvirt needs but this machine lacks: made empty, removed by down.
         for d in daemon.missing_mountpoints():
@@ -143,10 +150,10 @@ class Lab:
                                          qemu_uri=p.uri("qemu"), lxc_uri=p.uri("lxc")))
         progress(f"bridge {S.BRIDGE} over {S.UPLINK} (vzlibvirt bridge create)")
         self.bridge("create", S.BRIDGE, "--uplink", S.UPLINK, python=python)
-        daemon.write_configs(p)
+        daemon.write_configs(p, self.host, self.peers)
         self._install_hooks(python, hooks)
-        progress("starting the lab's private libvirtd (virtlogd + libvirtd)")
-        daemon.start(p)
+        progress(f"starting the private libvirtd of {self.topo.host} (virtlogd + libvirtd)")
+        daemon.start(p, self.host)
         pid = daemon.read_pid(p, "libvirtd")
         rec.mnt_ns = os.readlink(f"/proc/{pid}/ns/mnt") if pid else None
         rec.save(p.record)
@@ -180,8 +187,8 @@ class Lab:
                         self.virsh(drv, "undefine", name, check=False, timeout=30)
             except LabError as exc:  # a hung daemon: the process sweep below still works
                 print(f"[lab] warning: {exc}", file=sys.stderr)
-        net_ids = set(rec.net_ids) | {i for i in (procs.netns_id(S.HOST_NETNS),
-                                                  procs.netns_id(S.LAN_NETNS)) if i}
+        net_ids = set(rec.net_ids) | {i for i in map(procs.netns_id, self._namespaces())
+                                      if i}
         mnt_ids = {rec.mnt_ns} if rec.mnt_ns else set()
         pids = procs.lab_pids(net_ids, mnt_ids)
         orphans = procs.rooted_under(f"{p.guests}/")
@@ -194,11 +201,14 @@ class Lab:
             for ctl in Path("/sys/fs/cgroup").glob("*"):
                 with contextlib.suppress(OSError):
                     (ctl / cg.lstrip("/")).rmdir()
-        if netns_exists(S.HOST_NETNS) and p.config.exists():
+        if netns_exists(self.topo.host) and p.config.exists():
             # guests are gone, so br0 has no guest ports; the namespace goes anyway
             self.bridge("delete", S.BRIDGE, check=False)
         say("removing namespaces")
-        self.topo.close()
+        if self.owns_lan:
+            self.topo.close()
+        elif netns_exists(self.topo.host):
+            run(["ip", "netns", "del", self.topo.host], check=False)
         for cg in rec.new_cgroups:
             _rmdir_tree(Path(cg))
         for d in reversed(rec.created_dirs):
@@ -288,14 +298,15 @@ class Lab:
         return run(["nsenter", "-t", str(self.container_pid(g)), "-n", *cmd], **kw)
 
     def in_host(self, cmd: list[str], **kw):
-        return run([*in_netns(S.HOST_NETNS), *cmd], **kw)
+        return run([*in_netns(self.topo.host), *cmd], **kw)
 
     def in_lan(self, cmd: list[str], **kw):
-        return run([*in_netns(S.LAN_NETNS), *cmd], **kw)
+        return run([*in_netns(self.topo.lan), *cmd], **kw)
 
     def bridge_holds_uplink(self) -> bool:
         """Namespaces up and the uplink a port of the lab's br0 (made by `lab up`)?"""
-        return self.topo.healthy() and self.topo.link_master(S.HOST_NETNS, S.UPLINK) == S.BRIDGE
+        return self.topo.healthy() and self.topo.link_master(self.topo.host,
+                                                             S.UPLINK) == S.BRIDGE
 
     def ping_from_x(self, ip: str, *, count: int = 1, wait: float = 1) -> bool:
         return self.in_lan(["ping", "-c", str(count), "-W", str(wait), "-n", ip],
@@ -324,7 +335,7 @@ class Lab:
 
     def vz(self, python: str | None = None) -> VzCli:
         """`vzlibvirt` in the lab host, with the lab config and libvirt's environment."""
-        return VzCli(self.paths.config, enter=in_netns(S.HOST_NETNS), base_env=LIBVIRT_ENV,
+        return VzCli(self.paths.config, enter=in_netns(self.topo.host), base_env=LIBVIRT_ENV,
                      python=python or sys.executable)
 
     def bridge(self, *args: str, python: str | None = None, check: bool = True) -> Result:
@@ -335,6 +346,10 @@ class Lab:
             raise LabError(f"vzlibvirt bridge {' '.join(args)} -> exit {r.rc}: "
                            f"{(r.stderr or r.text).strip()}")
         return r
+
+    def _namespaces(self) -> tuple[str, ...]:
+        """The namespaces whose processes are this lab's (the LAN's only when it owns it)."""
+        return (self.topo.host, self.topo.lan) if self.owns_lan else (self.topo.host,)
 
     def restart_libvirtd(self, timeout: float = 90) -> None:
         daemon.restart(self.paths, timeout)

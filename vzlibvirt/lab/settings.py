@@ -23,6 +23,42 @@ X_IP6 = "2001:db8:100::10"
 LAN_PREFIX4 = 24
 LAN_GATEWAY4 = HOST_IP4.split("/")[0]  # bridged guests' default gateway: the lab host
 
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One lab host: its network namespace, its uplink's addresses and its peer in the
+    LAN namespace; a host of the two-host lab also has its own UTS namespace (hostname),
+    libvirt host UUID, and a libvirtd listening for migrations on its LAN address."""
+
+    netns: str
+    lan_port: str  # the uplink's peer in the LAN namespace
+    ip4: str = HOST_IP4
+    ip6: str = HOST_IP6
+    hostname: str = ""  # "": the machine's UTS namespace (the one-host lab)
+    host_uuid: str = ""  # "": libvirt's own (random here: dmidecode fails)
+
+    @property
+    def address4(self) -> str:
+        return self.ip4.split("/")[0]
+
+    @property
+    def migrates(self) -> bool:
+        return bool(self.hostname)
+
+
+HOST = HostSpec(HOST_NETNS, LAN_DEV)  # the one-host lab
+# The two-host lab (`lab up --hosts 2`): names apart from the one-host lab's, so neither
+# `down` touches the other's; both uplinks on one bridge in the LAN namespace.
+TWO_PREFIX = f"{LAB_PREFIX}2"
+TWO_LAN_NETNS = f"{TWO_PREFIX}-lan"
+HOSTS_TWO = (
+    HostSpec(f"{TWO_PREFIX}-a", "lan-a", "198.51.100.2/24", "2001:db8:100::2/64",
+             "vzlab-a", "8d3c1f8e-0a6b-4f2e-9a51-00000000000a"),
+    HostSpec(f"{TWO_PREFIX}-b", "lan-b", "198.51.100.3/24", "2001:db8:100::3/64",
+             "vzlab-b", "8d3c1f8e-0a6b-4f2e-9a51-00000000000b"),
+)
+
 # Host directories that libvirtd needs; in the lab each is a bind mount of a lab dir,
 # made only inside libvirtd's private mount namespace.
 LIBVIRT_DIRS = {
@@ -35,6 +71,16 @@ LIBVIRT_DIRS = {
 }
 
 
+def default_root() -> Path:
+    return Path(os.environ.get("VZLAB_DIR", "/run/vzlibvirt-lab"))
+
+
+def two_host_paths(spec: HostSpec) -> LabPaths:
+    """Host A's (B's) lab dir beside the one-host lab's, e.g. /run/vzlibvirt-lab2/a."""
+    base = default_root()
+    return LabPaths(root=base.with_name(base.name + "2") / spec.netns.rsplit("-", 1)[1])
+
+
 def _under(*parts: str) -> property:
     """A path under the lab root (read-only attribute of LabPaths)."""
     return property(lambda self: self.root.joinpath(*parts))
@@ -44,9 +90,7 @@ def _under(*parts: str) -> property:
 class LabPaths:
     """Every path the lab uses; `root` is removed whole by `lab down`, `cache` is kept."""
 
-    root: Path = field(
-        default_factory=lambda: Path(os.environ.get("VZLAB_DIR", "/run/vzlibvirt-lab"))
-    )
+    root: Path = field(default_factory=lambda: default_root())
     cache: Path = field(
         default_factory=lambda: Path(os.environ.get("VZLAB_CACHE", "/var/cache/vzlibvirt-lab"))
     )

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,10 +67,12 @@ class Topology:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     namespaces: list[str] = field(default_factory=list)
     guests: dict[str, Guest] = field(default_factory=dict)
+    host_ns: str = ""  # default PREFIX-host; a host of the two-host lab names its own
+    lan_ns: str = ""  # default PREFIX-lan
 
     def __post_init__(self) -> None:
-        self.host = f"{self.prefix}-host"
-        self.lan = f"{self.prefix}-lan"
+        self.host = self.host_ns or f"{self.prefix}-host"
+        self.lan = self.lan_ns or f"{self.prefix}-lan"
 
     @classmethod
     def throwaway(cls, tag: str | None = None) -> Topology:
@@ -81,16 +84,39 @@ class Topology:
         """Both namespaces, the uplink veth, the host's and Computer X's addresses."""
         for ns in (self.host, self.lan):
             self._add_netns(ns)
-        self.ip(self.host, "link", "add", S.UPLINK, "type", "veth", "peer", "name", S.LAN_DEV,
-                "netns", self.lan)
-        self.ip(self.host, "addr", "add", S.HOST_IP4, "dev", S.UPLINK)
+        self._uplink(S.HostSpec(self.host, S.LAN_DEV), ipv6)
+        self._computer_x(ipv6)
+        return self
+
+    def up_lan(self, hosts: Sequence[S.HostSpec], ipv6: bool = True) -> Topology:
+        """Several hosts on one LAN (the two-host lab): Computer X's `eth0` is a bridge
+        in the LAN namespace whose ports are the peers of every host's uplink."""
+        self._add_netns(self.lan)
+        self.ip(self.lan, "link", "add", S.LAN_DEV, "type", "bridge", "forward_delay", "0",
+                "mcast_snooping", "0")
+        for spec in hosts:
+            self._add_netns(spec.netns)
+            self._uplink(spec, ipv6)
+            self.ip(self.lan, "link", "set", spec.lan_port, "master", S.LAN_DEV)
+        self._computer_x(ipv6)
+        return self
+
+    def _uplink(self, spec: S.HostSpec, ipv6: bool) -> None:
+        """The host's uplink, a veth made inside its namespace with the peer sent straight
+        into the LAN namespace (nothing appears in the machine's own)."""
+        self.ip(spec.netns, "link", "add", S.UPLINK, "type", "veth", "peer", "name",
+                spec.lan_port, "netns", self.lan)
+        self.ip(spec.netns, "addr", "add", spec.ip4, "dev", S.UPLINK)
+        if ipv6:
+            self.ip(spec.netns, "addr", "add", spec.ip6, "dev", S.UPLINK, "nodad")
+        self.ip(spec.netns, "link", "set", S.UPLINK, "up")
+        self.ip(self.lan, "link", "set", spec.lan_port, "up")
+
+    def _computer_x(self, ipv6: bool) -> None:
         self.ip(self.lan, "addr", "add", f"{S.X_IP4}/{S.LAN_PREFIX4}", "dev", S.LAN_DEV)
         if ipv6:
-            self.ip(self.host, "addr", "add", S.HOST_IP6, "dev", S.UPLINK, "nodad")
             self.ip(self.lan, "addr", "add", f"{S.X_IP6}/64", "dev", S.LAN_DEV, "nodad")
-        self.ip(self.host, "link", "set", S.UPLINK, "up")
         self.ip(self.lan, "link", "set", S.LAN_DEV, "up")
-        return self
 
     def _add_netns(self, ns: str) -> None:
         run(["ip", "netns", "add", ns])

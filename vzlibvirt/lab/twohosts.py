@@ -1,0 +1,129 @@
+"""`lab up --hosts 2`: host A and host B, each a lab host as in the one-host lab (its
+own network, mount and UTS namespace, private libvirtd, br0 over its uplink, vzlibvirt's
+hooks and agent), both uplinks on one LAN with Computer X, the daemons listening for
+live migrations on their LAN addresses (docs/lab.md, docs/migration.md).
+
+The hosts are `Lab`s with another HostSpec; this module only builds the shared LAN,
+brings both up and down together, and migrates."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from . import settings as S
+from .lab import Lab, check_prerequisites
+from .sh import LabError, progress
+from .topology import Topology, netns_exists
+
+
+@dataclass(frozen=True)
+class Move:
+    """One `virsh migrate --live --p2p`: how it ended and QEMU's own figures."""
+
+    ok: bool
+    seconds: float  # the virsh call, start to end
+    downtime_ms: int | None  # QEMU's "Total downtime" (source's completed job)
+    error: str = ""
+
+
+class TwoHostLab:
+    def __init__(self) -> None:
+        self.hosts = tuple(Lab(S.two_host_paths(spec), spec, S.TWO_LAN_NETNS, S.HOSTS_TWO)
+                           for spec in S.HOSTS_TWO)
+        self.a, self.b = self.hosts
+        self.lan = Topology(prefix=S.TWO_PREFIX, lan_ns=S.TWO_LAN_NETNS,
+                            namespaces=[s.netns for s in S.HOSTS_TWO])
+
+    @property
+    def root(self):
+        return self.a.paths.root.parent
+
+    def exists(self) -> bool:
+        """Anything of it on the machine (also a half one)."""
+        return self.root.exists() or any(map(netns_exists,
+                                              (*self.lan.namespaces, self.lan.lan)))
+
+    def is_up(self) -> bool:
+        return all(h.is_up() for h in self.hosts)
+
+    def up(self, *, python: str | None = None, hooks: bool = True, agent: bool = True) -> None:
+        """Idempotent like the one-host lab's `up`; a failed `up` removes what it made."""
+        check_prerequisites()
+        if self.is_up():
+            progress(f"two-host lab already up ({self.root})")
+            return
+        if self.exists():
+            progress("leftovers of an earlier two-host lab found: taking them down first")
+            self.down()
+        try:
+            progress(f"namespaces {', '.join(self.lan.namespaces)} and {self.lan.lan} "
+                     f"(Computer X {S.X_IP4} on a bridge holding both uplinks)")
+            self.lan.up_lan(S.HOSTS_TWO)
+            for host in self.hosts:
+                host.up(python=python or sys.executable, hooks=hooks, agent=agent)
+        except BaseException:
+            progress("two-host lab up failed: cleaning up")
+            self.down(quiet=True)
+            raise
+        for host in self.hosts:
+            progress(f"host {host.host.hostname}: virsh -c '{host.paths.uri('qemu')}', "
+                     f"migrations to qemu+tcp://{host.host.address4}/system")
+
+    def down(self, *, quiet: bool = False) -> None:
+        # B first: A made the mount points and cgroup dirs both use, and removes them
+        for host in reversed(self.hosts):
+            host.down(quiet=quiet)
+        from . import procs
+
+        lan_id = procs.netns_id(self.lan.lan)
+        if lan_id:  # ping loops of Computer X
+            procs.kill_all(procs.lab_pids({lan_id}, set()))
+        self.lan.close()
+        if self.root.exists():
+            self.root.rmdir()
+
+    def lan_flush(self) -> None:
+        """Computer X forgets every neighbour (tests reuse IPs with other MACs)."""
+        self.a.in_lan(["ip", "neigh", "flush", "all"], check=False)
+
+    def other(self, host: Lab) -> Lab:
+        return self.b if host is self.a else self.a
+
+    def start_migration(self, name: str, source: Lab,
+                        bandwidth_mib: int | None = None) -> subprocess.Popen:
+        """`virsh migrate --live --p2p` of NAME from SOURCE to the other host, driven on
+        the source's socket (the source daemon connects to the destination over the LAN,
+        never outside the lab's namespaces); the running virsh. A bandwidth (MiB/s) slows
+        the transfer down, e.g. to abort it midway."""
+        dest = self.other(source).host.address4
+        argv = ["virsh", "-q", "-c", source.paths.uri("qemu"), "migrate", "--live", "--p2p",
+                name, f"qemu+tcp://{dest}/system", "--migrateuri", f"tcp://{dest}"]
+        if bandwidth_mib:
+            argv += ["--bandwidth", str(bandwidth_mib)]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def migrate(self, name: str, source: Lab, timeout: float = 180) -> Move:
+        t0 = time.monotonic()
+        proc = self.start_migration(name, source)
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise LabError(f"virsh migrate {name} timed out after {timeout}s") from exc
+        seconds = time.monotonic() - t0
+        if proc.returncode != 0:
+            return Move(False, seconds, None, err.strip())
+        return Move(True, seconds, downtime_ms(source, name))
+
+
+def downtime_ms(source: Lab, name: str) -> int | None:
+    """QEMU's downtime of the migration that just completed (the source's job info)."""
+    out = source.virsh("qemu", "domjobinfo", "--completed", name, check=False).stdout
+    m = re.search(r"Total downtime:\s+(\d+) ms", out)
+    return int(m.group(1)) if m else None
