@@ -36,25 +36,29 @@ RESTART = "reboot: Restarting system"  # the kernel's last line on the serial co
 INIT = "#!/bin/busybox sh\nwhile :; do /bin/busybox sleep 3600; done\n"
 
 
+def template(name: str, replace: dict[str, str]) -> str:
+    """xml_templates/NAME with its example values replaced, as its comment tells a user to."""
+    text = (REPO / "xml_templates" / name).read_text()
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text
+
+
 def routed_xml() -> str:
-    """xml_templates/routed-container.xml with NAME, rootfs, MAC and IPs replaced (as its
-    comment tells a user to)."""
-    t = (REPO / "xml_templates" / "routed-container.xml").read_text()
-    return (t.replace("<name>ct1</name>", f"<name>{ROUTED['name']}</name>")
-            .replace("/srv/containers/ct1/rootfs", f"/srv/vzsys/{ROUTED['name']}")
-            .replace("52:54:00:aa:00:01", ROUTED["mac"])
-            .replace("198.51.100.101", ROUTED["ip4"])
-            .replace("2001:db8:100::101", ROUTED["ip6"]))
+    return template("routed-container.xml", {
+        "<name>ct1</name>": f"<name>{ROUTED['name']}</name>",
+        "/srv/containers/ct1/rootfs": f"/srv/vzsys/{ROUTED['name']}",
+        "52:54:00:aa:00:01": ROUTED["mac"], "198.51.100.101": ROUTED["ip4"],
+        "2001:db8:100::101": ROUTED["ip6"]})
 
 
 def bridged_xml() -> str:
-    """xml_templates/bridged-container-adapter.xml: routed venet0 plus bridged netif1."""
-    t = (REPO / "xml_templates" / "bridged-container-adapter.xml").read_text()
-    return (t.replace("<name>ct1</name>", f"<name>{BRIDGED['name']}</name>")
-            .replace("/var/lib/lxc/ct1/rootfs", f"/srv/vzsys/{BRIDGED['name']}")
-            .replace("52:54:00:aa:00:01", BRIDGED["routed_mac"])
-            .replace("52:54:00:aa:00:02", BRIDGED["bridged_mac"])
-            .replace("198.51.100.101", BRIDGED["ip4"]))
+    """Routed venet0 plus bridged netif1."""
+    return template("bridged-container-adapter.xml", {
+        "<name>ct1</name>": f"<name>{BRIDGED['name']}</name>",
+        "/var/lib/lxc/ct1/rootfs": f"/srv/vzsys/{BRIDGED['name']}",
+        "52:54:00:aa:00:01": BRIDGED["routed_mac"], "52:54:00:aa:00:02": BRIDGED["bridged_mac"],
+        "198.51.100.101": BRIDGED["ip4"]})
 
 
 def plain_xml(name: str, iface: str) -> str:
