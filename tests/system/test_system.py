@@ -36,29 +36,28 @@ RESTART = "reboot: Restarting system"  # the kernel's last line on the serial co
 INIT = "#!/bin/busybox sh\nwhile :; do /bin/busybox sleep 3600; done\n"
 
 
-def template(name: str, replace: dict[str, str]) -> str:
-    """xml_templates/NAME with its example values replaced, as its comment tells a user to."""
+def filled(domain: str) -> str:
+    """The xml_template FILLED names for DOMAIN, its example values replaced."""
+    name, replace = FILLED[domain]
     text = (REPO / "xml_templates" / name).read_text()
     for old, new in replace.items():
         text = text.replace(old, new)
     return text
 
 
-def routed_xml() -> str:
-    return template("routed-container.xml", {
+# What each template's example values become here, as its comment tells a user to do.
+FILLED = {
+    ROUTED["name"]: ("routed-container.xml", {
         "<name>ct1</name>": f"<name>{ROUTED['name']}</name>",
         "/srv/containers/ct1/rootfs": f"/srv/vzsys/{ROUTED['name']}",
         "52:54:00:aa:00:01": ROUTED["mac"], "198.51.100.101": ROUTED["ip4"],
-        "2001:db8:100::101": ROUTED["ip6"]})
-
-
-def bridged_xml() -> str:
-    """Routed venet0 plus bridged netif1."""
-    return template("bridged-container-adapter.xml", {
+        "2001:db8:100::101": ROUTED["ip6"]}),
+    BRIDGED["name"]: ("bridged-container-adapter.xml", {  # routed venet0, bridged netif1
         "<name>ct1</name>": f"<name>{BRIDGED['name']}</name>",
         "/var/lib/lxc/ct1/rootfs": f"/srv/vzsys/{BRIDGED['name']}",
         "52:54:00:aa:00:01": BRIDGED["routed_mac"], "52:54:00:aa:00:02": BRIDGED["bridged_mac"],
-        "198.51.100.101": BRIDGED["ip4"]})
+        "198.51.100.101": BRIDGED["ip4"]}),
+}
 
 
 def plain_xml(name: str, iface: str) -> str:
@@ -162,8 +161,8 @@ def test_install_from_scratch(system_vm):
 
 def test_guests_from_templates_reachable_with_plain_guests_next_to_ours(system_vm):
     vm = system_vm
-    define(vm, ROUTED["name"], routed_xml())
-    define(vm, BRIDGED["name"], bridged_xml())
+    for name in OURS:
+        define(vm, name, filled(name))
     for name, xml in PLAIN_XML.items():
         define(vm, name, xml)
     vm.sh("virsh -q net-start default 2>/dev/null || true; virsh -q net-autostart default")
