@@ -119,12 +119,12 @@ class TwoHostLab:
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
             return Move(False, seconds, None, err.strip())
-        return Move(True, seconds, downtime_ms(self.other(source), name))
+        return Move(True, seconds, downtime_ms(source, name))
 
 
-def downtime_ms(dest: Lab, name: str) -> int | None:
-    """QEMU's downtime of the migration that just completed: the destination's job info
-    (libvirt hands it the source's statistics; the source's domain is gone by then)."""
-    out = dest.virsh("qemu", "domjobinfo", "--completed", name, check=False).stdout
-    m = re.search(r"Total downtime:\s+(\d+) ms", out)
+def downtime_ms(source: Lab, name: str) -> int | None:
+    """QEMU's downtime of the migration that just completed (the source's job info:
+    `Total downtime:   77           ms`; the destination reports no completed job)."""
+    out = source.virsh("qemu", "domjobinfo", "--completed", name, check=False).stdout
+    m = re.search(r"Total downtime:\s+(\d+)\s+ms", out)
     return int(m.group(1)) if m else None
