@@ -148,9 +148,16 @@ def test_failed_migration_leaves_the_guest_on_a_and_b_clean(labs, guests_on, how
         assert loss.received > 0 and loss.longest_gap_ms <= 1000, (ip, loss.describe())
 
 
+# The container's own IPv6 duplicate address detection (libvirt adds its address, the
+# kernel inside keeps it tentative for ~1-1.5 s), then B's next NS retransmit on the
+# veth (1 s): observed 2.0 s (docs/migration.md). vzlibvirt wires and announces at
+# `started`; IPv4, which has no DAD, answers within 1 s.
+FIRST_REPLY_S = {4: 1.0, 6: 3.0}
+
+
 def test_routed_container_moves_cold(labs, guests_on):
     """Stopped on A, started on B: Computer X (pinging every 10 ms throughout) gets its
-    first reply from each IP within 1 s of the start; A holds nothing of it."""
+    first IPv4 reply within 1 s of the start (IPv6: FIRST_REPLY_S); A holds nothing."""
     g = MOVING_CONTAINER
     guests_on(labs.a, g)
     for ip in g.ips:
@@ -171,7 +178,8 @@ def test_routed_container_moves_cold(labs, guests_on):
         first = loss.first_reply_after(t0)
         print(f"cold move {ip}: virsh start {started - t0:.2f} s, first reply "
               + (f"{first - started:+.2f} s after it returned" if first else "never"))
-        assert first is not None and first - started <= 1.0, (ip, loss.describe())
+        limit = FIRST_REPLY_S[6 if ":" in ip else 4]
+        assert first is not None and first - started <= limit, (ip, loss.describe())
     assert holds(labs.a, g) == NOTHING
     assert holds(labs.b, g)["routes"] == dict.fromkeys(g.ips, labs.b.host_dev(g))
 
