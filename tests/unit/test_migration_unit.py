@@ -64,3 +64,13 @@ def test_record_keeps_its_stage():
     old = rec.to_json()
     del old["stage"]  # a record written before stages existed: published
     assert DomainRecord.from_json(old).stage is Stage.PUBLISHED
+
+
+def test_qemu_downtime_from_the_job_completed_event():
+    """As `virsh event --event job-completed` prints the source's statistics."""
+    from vzlibvirt.lab.twohosts import downtime_ms
+
+    text = ("event 'job-completed' for domain 'mvm1':\n\toperation: 2\n"
+            "\ttime_elapsed: 1090\n\tdowntime: 107\n\tdowntime_net: 105\n")
+    assert downtime_ms(text) == 107
+    assert downtime_ms("") is None
