@@ -2,9 +2,11 @@
 its configuration, sockets, pid files and logs in a private directory, so several run on
 one machine and nothing of the machine's own /etc/frr, /run/frr or /run/bird is used.
 
-Used by the netns tests of `routing-config` (docs/bgp.md) and meant for the lab's BGP
-fabric. The routers' own configurations (accept everything, install into the kernel) are
-here too: they play the top-of-rack router, which is not vzlibvirt's to configure.
+Used by the netns tests of `routing-config` (docs/bgp.md) and by the lab's BGP fabric
+(fabric.py), whose daemons outlive the `lab up` that started them: they get a fixed
+directory and are stopped through their pid files. The routers' own configurations
+(accept everything, install into the kernel) are here too: they play the top-of-rack
+router, which is not vzlibvirt's to configure.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import procs as lab_procs
 from .runner import in_netns
 from .sh import LabError, run, wait_for
 
@@ -37,23 +40,28 @@ def daemons_missing() -> str | None:
 
 @dataclass
 class _Daemons(ABC):
-    """Processes started in namespace `ns`, their files under a private temp dir."""
+    """Processes started in namespace `ns`, their files under a private dir: DIR when
+    given (the lab's, readable by user frr), else a fresh temp dir."""
 
     ns: str
-    config: str
-    dir: Path = field(init=False)
+    config: str = ""  # "" for a handle on daemons started earlier (vtysh, birdc, stop)
+    dir: Path | None = None
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # not under pytest's tmp_path: its root is mode 0700, and FRR runs as user frr
-        self.dir = Path(tempfile.mkdtemp(prefix="vzrouter-"))
+        if self.dir is None:
+            # not under pytest's tmp_path: its root is mode 0700, and FRR runs as user frr
+            self.dir = Path(tempfile.mkdtemp(prefix="vzrouter-"))
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.dir / f"{name}.out", "wb")  # noqa: SIM115 (the child keeps it)
         try:
             self.procs.append(subprocess.Popen([*in_netns(self.ns), *argv], stdout=log,
                                                stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL))
+                                               stdin=subprocess.DEVNULL,
+                                               start_new_session=True))
         finally:
             log.close()
 
@@ -67,6 +75,25 @@ class _Daemons(ABC):
         return " | ".join(f"{f.name}: {f.read_text(errors='replace')[-600:]}"
                           for f in sorted(self.dir.glob("*.out")))
 
+    def running(self) -> bool:
+        """Every daemon of its pid files alive (also those another process started)."""
+        pids = self._pids()
+        return bool(pids) and len(pids) == len(list(self.dir.glob("*.pid")))
+
+    def _pids(self) -> set[int]:
+        """Live pids of the pid files in the dir, in namespace `ns` (a stale file of an
+        earlier run never names someone else's process)."""
+        want = lab_procs.netns_id(self.ns)
+        found = set()
+        for f in self.dir.glob("*.pid"):
+            try:
+                pid = int(f.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if want and lab_procs.netns_of(pid) == want:
+                found.add(pid)
+        return found
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:
@@ -78,6 +105,7 @@ class _Daemons(ABC):
                 p.kill()
                 p.wait(timeout=10)
         self.procs.clear()
+        lab_procs.kill_all(self._pids())  # daemons that another process started
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):

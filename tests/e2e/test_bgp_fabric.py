@@ -1,0 +1,168 @@
+"""Issue 11's acceptance on the lab's BGP fabric (`lab up --hosts 2 --bgp`, docs/bgp.md):
+two real libvirtds whose hosts have `neighbour_devs = "none"` and run BIRD from
+`vzlibvirt routing-config bird`, a real FRR bgpd as the top-of-rack router on their LAN,
+Computer Y on a client subnet behind the router. Y reaches a guest only through the
+router's BGP-learned /32 (/128): no host answers ARP/NDP for a guest, and the guests'
+subnets are routed nowhere else. One test swaps the daemons (FRR from `routing-config frr`
+on the hosts, BIRD as the router) so both configurations run on a real lab host."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.e2e.conftest import IN_CI
+from tests.e2e.helpers import proxies, wait_for
+from vzlibvirt.lab import settings as S
+from vzlibvirt.lab.guests import FABRIC_CONTAINER, FABRIC_UNEXPORTED, FABRIC_VM, Guest
+from vzlibvirt.lab.lab import Lab
+from vzlibvirt.lab.lock import lab_lock
+from vzlibvirt.lab.routers import Bird, daemons_missing
+from vzlibvirt.lab.twohosts import TwoHostLab
+
+ADMIN = "203.0.113.50"  # an administrator's static /32 on host A, inside --export
+
+
+@pytest.fixture(scope="module")
+def labs():
+    """The two-host lab with the BGP fabric, for this module. The one-host lab goes
+    down first (both use the machine's libvirt mount points); the next test that needs
+    it brings it up again."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI=true: the e2e tests need root to build the lab")
+        pytest.skip("e2e tests need root (and run in CI)")
+    missing = daemons_missing()
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI=true: the BGP fabric needs real daemons: {missing}")
+        pytest.skip(missing)
+    two = TwoHostLab(bgp=True)
+    with lab_lock(two.a.paths):
+        Lab().down(quiet=True)
+        two.up()
+        try:
+            yield two
+        finally:
+            two.down(quiet=True)
+
+
+@pytest.fixture
+def fabric(labs):
+    """BIRD on the hosts, FRR as the router, unless a test asks otherwise."""
+    labs.fabric.use("bird")
+    return labs.fabric
+
+
+@pytest.fixture
+def guests_on(labs):
+    """Define and start guests on a host; destroyed and undefined on both hosts after."""
+    made: list[Guest] = []
+
+    def start(host: Lab, *gs: Guest) -> None:
+        for g in gs:
+            for h in labs.hosts:
+                h.undefine(g)
+            host.define(g)
+            made.append(g)
+            host.start(g)
+
+    yield start
+    for g in made:
+        for h in labs.hosts:
+            h.undefine(g)
+
+
+def reach_from_y(fabric, g: Guest, timeout: float = 60) -> None:
+    for ip in g.ips:
+        assert wait_for(lambda ip=ip: fabric.ping_from_y(ip), timeout, 0.2), (
+            f"Computer Y cannot reach {g.name} at {ip}; router has {fabric.routes()}")
+
+
+def assert_routed_by_bgp(labs: TwoHostLab, host: Lab, g: Guest) -> None:
+    """The router's routes for G name HOST as next hop; no host has a proxy entry."""
+    fabric = labs.fabric
+    assert wait_for(lambda: set(g.ips) <= set(fabric.routes()), 30, 0.1), fabric.routes()
+    routes = fabric.routes()
+    for ip in g.ips:
+        assert routes[ip] in fabric.next_hops(host), (ip, routes[ip], host.host.hostname)
+        assert routes[ip] not in fabric.next_hops(labs.other(host))
+    for h in labs.hosts:
+        assert proxies(h) == set(), f"{h.host.hostname} has proxy entries"
+
+
+def test_y_reaches_a_container_on_a_and_a_vm_on_b_through_the_router(labs, fabric,
+                                                                     guests_on):
+    guests_on(labs.a, FABRIC_CONTAINER)
+    guests_on(labs.b, FABRIC_VM)
+    assert labs.b.wait_console(FABRIC_VM, "VZLAB-READY", 180), "the VM did not boot"
+    for host, g in ((labs.a, FABRIC_CONTAINER), (labs.b, FABRIC_VM)):
+        assert_routed_by_bgp(labs, host, g)
+        reach_from_y(fabric, g)
+    print(fabric.show_bgp())
+
+
+def _timed(action, pred, timeout: float = 10) -> float | None:
+    t0 = time.monotonic()
+    action()
+    return time.monotonic() - t0 if wait_for(pred, timeout, 0.02) else None
+
+
+def test_stopped_guest_leaves_the_router_within_2s_and_returns_within_2s(labs, fabric,
+                                                                          guests_on):
+    g = FABRIC_CONTAINER
+    guests_on(labs.a, g)
+    assert_routed_by_bgp(labs, labs.a, g)
+    # timed from the start of the virsh call, which includes libvirt's own work
+    gone = _timed(lambda: labs.a.destroy(g),
+                  lambda: not set(g.ips) & set(fabric.routes()))
+    assert gone is not None and gone < 2.0, f"withdrawn after {gone} s"
+    assert not fabric.ping_from_y(g.ips[0])
+    back = _timed(lambda: labs.a.start(g), lambda: set(g.ips) <= set(fabric.routes()))
+    assert back is not None and back < 2.0, f"announced after {back} s"
+    print(f"virsh destroy -> withdrawn on the router {gone:.3f} s, virsh start -> "
+          f"announced {back:.3f} s")
+    assert_routed_by_bgp(labs, labs.a, g)
+    reach_from_y(fabric, g, timeout=10)
+
+
+def _not_ours_never_exported(labs: TwoHostLab, guests_on) -> None:
+    """An administrator's /32 on host A and a guest outside --export on host B stay off
+    the router, while a guest started after them does get there."""
+    fabric = labs.fabric
+    labs.a.in_host(["ip", "route", "add", f"{ADMIN}/32", "dev", S.BRIDGE])
+    try:
+        guests_on(labs.b, FABRIC_UNEXPORTED)
+        guests_on(labs.a, FABRIC_CONTAINER)
+        assert_routed_by_bgp(labs, labs.a, FABRIC_CONTAINER)
+        time.sleep(1.0)  # anything the daemons were going to send has gone out by now
+        routes = fabric.routes()
+        assert ADMIN not in routes and FABRIC_UNEXPORTED.ips[0] not in routes, routes
+        assert labs.b.in_host(["ip", "route", "show", FABRIC_UNEXPORTED.ips[0]]).stdout
+        assert not fabric.ping_from_y(FABRIC_UNEXPORTED.ips[0])
+        reach_from_y(fabric, FABRIC_CONTAINER, timeout=10)
+    finally:
+        labs.a.in_host(["ip", "route", "del", f"{ADMIN}/32", "dev", S.BRIDGE], check=False)
+
+
+def test_routes_not_ours_are_never_exported(labs, fabric, guests_on):
+    _not_ours_never_exported(labs, guests_on)
+
+
+def test_frr_on_the_lab_hosts_bird_as_the_router(labs, guests_on):
+    """`routing-config frr` on real lab hosts: the same acceptance, daemons swapped."""
+    fabric = labs.fabric
+    fabric.use("frr")
+    try:
+        assert fabric.host_daemon() == "frr" and isinstance(fabric.router(), Bird)
+        _not_ours_never_exported(labs, guests_on)
+        g = FABRIC_CONTAINER
+        gone = _timed(lambda: labs.a.destroy(g), lambda: not set(g.ips) & set(fabric.routes()))
+        assert gone is not None and gone < 2.0, f"withdrawn after {gone} s"
+        back = _timed(lambda: labs.a.start(g), lambda: set(g.ips) <= set(fabric.routes()))
+        assert back is not None and back < 2.0, f"announced after {back} s"
+        print(f"FRR on the host: withdrawn {gone:.3f} s, announced {back:.3f} s")
+    finally:
+        fabric.use("bird")
