@@ -121,35 +121,65 @@ def scale_figures(n: int) -> None:
             raise SystemExit(r.describe())
         hosts = [Neighbour(HOST4, HOST_AS), Neighbour(HOST6, HOST_AS)]
         want = sum(len(filler_ips(i)) for i in range(n))
-        with Frr(topo.lan, router_frr_config(ROUTER_AS, ROUTER4, hosts)) as router, \
-                Bird(topo.host, r.text) as bird:
-            if not wait_for(router.established, 90, 0.2):
-                raise SystemExit(f"sessions not established: {bird.logs()}")
-            inner = subprocess.Popen(
-                [*in_netns(topo.host), sys.executable, __file__, "--inner", str(n),
-                 "--config", str(config), "--peer-ns", peers],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            phases = {}
-            for phase, done in (("announce", lambda: router_count(topo.lan) >= want),
-                                ("withdraw", lambda: router_count(topo.lan) == 0)):
+        count = lambda: router_count(topo.lan)  # noqa: E731
+        with Frr(topo.lan, router_frr_config(ROUTER_AS, ROUTER4, hosts)) as router:
+            bird = Bird(topo.host, r.text).start()
+            try:
+                if not wait_for(router.established, 90, 0.2):
+                    raise SystemExit(f"sessions not established: {bird.logs()}")
+                inner = subprocess.Popen(
+                    [*in_netns(topo.host), sys.executable, __file__, "--inner", str(n),
+                     "--config", str(config), "--peer-ns", peers],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                phases = {}
                 line = json.loads(inner.stdout.readline())  # {"t0":..., "t1":...}
-                if not wait_for(done, 600, 0.05):
-                    raise SystemExit(f"{phase}: router has {router_count(topo.lan)} of "
-                                     f"{want}")
-                phases[phase] = (line["t0"], line["t1"], time.monotonic())
-                if phase == "announce":
-                    inner.stdin.write("unwire\n")
-                    inner.stdin.flush()
-            inner.wait(timeout=600)
+                if not wait_for(lambda: count() >= want, 600, 0.05):
+                    raise SystemExit(f"router has {count()} of {want}")
+                phases["announce"] = (line["t0"], line["t1"], time.monotonic())
+                burst = restart_bird(bird, router, count, want)
+                bird = burst.pop("bird")
+                inner.stdin.write("unwire\n")
+                inner.stdin.flush()
+                line = json.loads(inner.stdout.readline())
+                if not wait_for(lambda: count() == 0, 600, 0.05):
+                    raise SystemExit(f"router still has {count()}")
+                phases["withdraw"] = (line["t0"], line["t1"], time.monotonic())
+                inner.wait(timeout=600)
+            finally:
+                bird.stop()
         for phase, (t0, t1, t2) in phases.items():
             verb = "wired" if phase == "announce" else "unwired"
             have = "holds all" if phase == "announce" else "holds none"
             print(f"scale {n} guests ({want} routes): engine {verb} them in {t1 - t0:.2f} s; "
                   f"router {have} {t2 - t0:.2f} s after the first, {t2 - t1:.2f} s after "
                   f"the last")
+        print(f"scale {n} guests: BIRD stopped -> router holds none {burst['down']:.2f} s; "
+              f"BIRD started again -> session up {burst['session']:.2f} s, router holds all "
+              f"{burst['up']:.2f} s after the start ({burst['up'] - burst['session']:.2f} s "
+              "after the session came up)")
     finally:
         topo.close()
         subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def restart_bird(bird, router, count, want: int) -> dict:
+    """The burst case: BIRD stopped with every route announced (the router drops them
+    all at once), then started again (it announces all of them at once)."""
+    t0 = time.monotonic()
+    bird.stop()
+    if not wait_for(lambda: count() == 0, 300, 0.05):
+        raise SystemExit(f"router kept {count()} routes after BIRD stopped")
+    down = time.monotonic() - t0
+    from vzlibvirt.lab.routers import Bird
+
+    t0 = time.monotonic()
+    bird = Bird(bird.ns, bird.config).start()
+    if not wait_for(router.established, 120, 0.05):
+        raise SystemExit(f"session not back: {bird.logs()}")
+    session = time.monotonic() - t0
+    if not wait_for(lambda: count() >= want, 300, 0.05):
+        raise SystemExit(f"router has {count()} of {want} after BIRD's restart")
+    return {"bird": bird, "down": down, "session": session, "up": time.monotonic() - t0}
 
 
 def inner(n: int, config: Path, peer_ns: str) -> int:
