@@ -204,9 +204,42 @@ class Agent:
 
         events = LibvirtEvents(self.config.agent.connect, Handlers(
             apply=self._event_apply, stopped=self._event_stopped,
-            reconcile=self._event_reconcile), self.stopping)
+            reconcile=self._event_reconcile, publish=self._event_publish,
+            withdraw=self._event_withdraw), self.stopping)
+        # a migration's destination holds the LAN back until the resumed event
+        self.resources.follows_events = True
         events.start()
         return events
+
+    def _event_publish(self, driver: str, data: bytes, only_held: bool) -> None:
+        """A migrated guest resumed here (or on its source, the migration having failed):
+        proxy entries and routes in, the LAN told at once (migration.py)."""
+        from vzlibvirt import migration
+
+        with self.work:
+            try:
+                outcome = migration.publish(data, driver, self.config, self.store,
+                                            self.resources.netlink, only_held=only_held)
+            except VzError as exc:
+                log.error("%s", exc.line())
+                return
+        if outcome is not None:
+            log.info("migrated guest resumed: published (%d entries added)",
+                     len(outcome.added))
+
+    def _event_withdraw(self, key: str) -> None:
+        """A guest paused or left for a migration's destination."""
+        from vzlibvirt.engine import withdraw
+
+        with self.work:
+            try:
+                outcome = withdraw(key, self.store, self.resources.netlink)
+            except VzError as exc:
+                log.error("%s", exc.line())
+                return
+        if outcome.removed:
+            log.info("%s left for a migration: withdrawn %d entries", key,
+                     len(outcome.removed))
 
     def _event_apply(self, driver: str, data: bytes) -> None:
         from vzlibvirt import live

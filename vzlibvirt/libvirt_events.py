@@ -9,6 +9,8 @@ events on each URI of `[agent] connect` and hands the agent what changed:
   the difference);
 - LIFECYCLE stopped: the domain's state key, which the agent unwires when the domain's
   host devices are gone (a safety net for a `stopped` hook that failed or never ran);
+- LIFECYCLE of a live migration (migration.action): resumed after the migration, the
+  domain's live XML to publish; suspended or stopped for it, the key to withdraw;
 - a (re)connection: the live XML of every running domain, to reconcile.
 
 The LXC driver sends no device events at all, so the agent's netlink watcher fills in:
@@ -33,6 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vzlibvirt import migration
 from vzlibvirt.config import driver_of
 from vzlibvirt.contract import XMLNS
 
@@ -48,6 +51,8 @@ class Handlers:
     apply: Callable[[str, bytes], None]  # driver, live XML
     stopped: Callable[[str], None]  # state key
     reconcile: Callable[[str, list[bytes]], None]  # driver, live XML of running domains
+    publish: Callable[[str, bytes, bool], None]  # driver, live XML, only if held back
+    withdraw: Callable[[str], None]  # state key
 
 
 OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after it exists
@@ -56,7 +61,7 @@ OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after 
 @dataclass(frozen=True)
 class Job:
     uri: str
-    kind: str  # "apply" | "stopped" | "reconcile" | "owner"
+    kind: str  # "apply" | "stopped" | "reconcile" | "owner" | PUBLISH | WITHDRAW
     uuid: str = ""
     dev: str = ""
     attempt: int = 0
@@ -170,7 +175,10 @@ class LibvirtEvents:
             if mtype == libvirt.VIR_DOMAIN_METADATA_ELEMENT and nsuri == XMLNS:
                 self.jobs.put(Job(uri, "apply", dom.UUIDString()))
 
-        def lifecycle(_conn, dom, event, _detail, _opaque):
+        def lifecycle(_conn, dom, event, detail, _opaque):
+            moved = migration.action(event, detail)
+            if moved is not None:  # first: the LAN follows a migrated guest at once
+                self.jobs.put(Job(uri, moved, dom.UUIDString()))
             if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
                 self.jobs.put(Job(uri, "stopped", dom.UUIDString()))
 
@@ -201,9 +209,15 @@ class LibvirtEvents:
             return  # the reconnect reconciles everything anyway
         driver = driver_of(job.uri)
         if job.kind == "reconcile":
-            xmls = [d.XMLDesc(0).encode()
-                    for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+            doms = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            xmls = [d.XMLDesc(0).encode() for d in doms]
             self.handlers.reconcile(driver, xmls)
+            for dom, xml in zip(doms, xmls, strict=True):  # a resumed event we missed
+                if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                    self.handlers.publish(driver, xml, True)
+            return
+        if job.kind == migration.WITHDRAW:  # from the record: the XML may be gone
+            self.handlers.withdraw(f"{driver}-{job.uuid}")
             return
         if job.kind == "owner":
             self._find_owner(conn, driver, job)
@@ -219,6 +233,9 @@ class LibvirtEvents:
         if job.kind == "stopped":
             if not active:
                 self.handlers.stopped(f"{driver}-{job.uuid}")
+        elif job.kind == migration.PUBLISH:
+            if active:
+                self.handlers.publish(driver, xml, False)
         elif active:
             self.handlers.apply(driver, xml)
 

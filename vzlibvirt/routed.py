@@ -16,6 +16,7 @@ from vzlibvirt.config import Config
 from vzlibvirt.dhcp import dhcp_dir
 from vzlibvirt.entries import (
     Address,
+    AnnouncedRoute,
     DeviceSysctl,
     DhcpHost,
     Entry,
@@ -87,8 +88,10 @@ def routed_entries(
         out.append(Address(dev, idx, str(config.routed.gateway4), 32))
     if has6:
         out.append(Address(dev, idx, str(config.routed.gateway6), 128))
+    # without neighbour devices a routing daemon exports the route (docs/bgp.md)
+    route = AnnouncedRoute if config.routed.neighbour_devs == "none" else Route
     for ip in ips:
-        out.append(Route(dev, idx, str(ip.address), ip.host_prefix))
+        out.append(route(dev, idx, str(ip.address), ip.host_prefix))
     for ip in ips:
         for name, nidx in neighbours:
             out.append(ProxyNeighbour(name, nidx, str(ip.address)))

@@ -198,3 +198,62 @@ def test_a_stale_incoming_mark_is_ignored(topo, vz, vm):
     assert r.returncode == 1
     assert f"IP {IPS[1]} is already in use on the LAN" in r.stderr.decode()
     assert topo.proxy_entries() == set() and vz.records() == []
+
+
+BGP_IPS = ["203.0.113.150", "2001:db8:200::150"]  # off the LAN subnets: routed to the host
+
+
+def test_with_bgp_the_destination_holds_its_routes_back_until_the_guest_resumes(topo, vz):
+    """`neighbour_devs = "none"` (docs/bgp.md): a routing daemon exports the guest routes,
+    so the ROUTE is the announcement. An incoming domain gets no route before it resumes
+    (the router would prefer B while the guest still runs on A); publish adds them, the
+    source's withdraw takes them, a failed migration leaves the destination clean."""
+    vz.write_config('[routed]\nneighbour_devs = "none"\n')
+    g = topo.add_guest("vm1", BGP_IPS, host_dev="vnet7", guest_dev="eth0")
+    xml = domain_xml("vm1", driver="qemu",
+                     interfaces=[routed(g.mac, BGP_IPS, target=g.host_dev)])
+    key = "qemu-" + xml.split(b"<uuid>")[1].split(b"</uuid>")[0].decode()
+    # Computer X reaches the guests through the host, as a BGP router would route it
+    topo.ip(topo.lan, "route", "add", f"{BGP_IPS[0]}/32", "via", "198.51.100.2")
+    topo.ip(topo.lan, "-6", "route", "add", f"{BGP_IPS[1]}/128", "via", "2001:db8:100::2")
+
+    def routes() -> set[str]:
+        return {ip for ip in BGP_IPS if topo.route_to(ip)}
+
+    for op in ("migrate", "prepare", "start", "started"):
+        agent_hook(vz, topo, op, xml)
+    rec = record(vz, key)
+    assert rec["stage"] == "incoming"
+    assert routes() == set()  # nothing for the routing daemon to export yet
+    assert topo.proxy_entries() == set()
+    addrs = topo.ip(topo.host, "-o", "addr", "show", "dev", "vnet7")
+    assert "169.254.0.1/32" in addrs and "fe80::1/128" in addrs  # the device is ready
+    assert not topo.ping(topo.lan, BGP_IPS[0])
+
+    r = agent_side(vz, topo, "publish", "qemu", stdin=xml)  # resumed (migrated)
+    assert r.returncode == 0, r.stderr.decode()
+    assert record(vz, key)["stage"] == "published"
+    assert routes() == set(BGP_IPS)
+    for ip in BGP_IPS:
+        assert "proto 247" in topo.route_to(ip), topo.route_to(ip)
+        assert topo.ping(topo.lan, ip), ip
+    assert topo.proxy_entries() == set()  # "none": never a proxy entry
+
+    r = agent_side(vz, topo, "withdraw", key)  # this host is now the source: it left
+    assert r.returncode == 0, r.stderr.decode()
+    assert routes() == set() and record(vz, key)["stage"] == "withdrawn"
+    assert not [e for i in record(vz, key)["interfaces"] for e in i["entries"]
+                if "route" in e["kind"]]
+    r = agent_side(vz, topo, "publish", "qemu", stdin=xml)  # the migration failed
+    assert r.returncode == 0 and routes() == set(BGP_IPS)
+
+    for op in ("stopped", "release"):
+        agent_hook(vz, topo, op, xml)
+    assert routes() == set() and vz.records() == []
+
+    # a failed incoming migration: the destination's stopped/release clear the rest
+    for op in ("migrate", "prepare", "start", "started", "stopped", "release"):
+        agent_hook(vz, topo, op, xml)
+    assert routes() == set() and vz.records() == [] and not incoming_path(vz.state, key).exists()
+    addrs = topo.ip(topo.host, "-o", "addr", "show", "dev", "vnet7")
+    assert "169.254.0.1" not in addrs and "fe80::1/128" not in addrs

@@ -11,6 +11,7 @@ from vzlibvirt.config import Config, parse_config
 from vzlibvirt.domain_xml import parse_domain
 from vzlibvirt.entries import (
     Address,
+    AnnouncedRoute,
     DeviceSysctl,
     HostSysctl,
     LinkUp,
@@ -232,8 +233,14 @@ def test_neighbour_devs_none_plans_routes_and_no_neighbour_settings():
     ips = gips("198.51.100.101", "2001:db8::1")
     got = routed_entries("veth1", 7, ips, [], parse_config({"routed": {"neighbour_devs":
                                                                         "none"}}))
-    assert [e for e in got if isinstance(e, Route)] == [
-        Route("veth1", 7, "198.51.100.101", 32), Route("veth1", 7, "2001:db8::1", 128)]
+    routes = [e for e in got if isinstance(e, Route)]
+    # the routing daemon exports them: the route is the announcement (a migrating
+    # guest's hosts hold it back like a proxy entry), the same kernel route as ever
+    assert routes == [AnnouncedRoute("veth1", 7, "198.51.100.101", 32),
+                      AnnouncedRoute("veth1", 7, "2001:db8::1", 128)]
+    assert {e.reach for e in routes} == {"lan"}
+    assert routes[0].identity == Route("veth1", 7, "198.51.100.101", 32).identity
+    assert entry_from_json(routes[0].to_json()) == routes[0]
     assert not [e for e in got if isinstance(e, ProxyNeighbour)]
     keys = [e.key for e in got if isinstance(e, DeviceSysctl | HostSysctl)]
     assert keys and not [k for k in keys if "proxy_ndp" in k or "proxy_delay" in k]

@@ -19,6 +19,7 @@ from vzlibvirt.entries.bridge import BridgePort, PortIsolated
 from vzlibvirt.entries.dhcp import DhcpHost
 from vzlibvirt.entries.kernel import (
     Address,
+    AnnouncedRoute,
     DeviceSysctl,
     HostSysctl,
     LinkMtu,
@@ -29,13 +30,13 @@ from vzlibvirt.entries.kernel import (
 from vzlibvirt.entries.nft import PortFilter, PortIP, PortMac, RoutedPort6
 
 __all__ = [
-    "ENTRY_TYPES", "Address", "BridgePort", "DeviceEntry", "DeviceSysctl", "DhcpHost",
-    "Entry", "HostSysctl", "LinkMtu", "LinkUp", "PortFilter", "PortIP", "PortIsolated",
+    "ENTRY_TYPES", "Address", "AnnouncedRoute", "BridgePort", "DeviceEntry", "DeviceSysctl",
+    "DhcpHost", "Entry", "HostSysctl", "LinkMtu", "LinkUp", "PortFilter", "PortIP", "PortIsolated",
     "PortMac", "ProxyNeighbour", "Route", "RoutedPort6", "entry_from_json",
 ]
 
 ENTRY_TYPES: dict[str, type[Entry]] = {cls.kind: cls for cls in (
-    HostSysctl, DeviceSysctl, LinkUp, LinkMtu, Address, Route, ProxyNeighbour,
+    HostSysctl, DeviceSysctl, LinkUp, LinkMtu, Address, Route, AnnouncedRoute, ProxyNeighbour,
     BridgePort, PortIsolated,
     PortFilter, PortMac, PortIP, RoutedPort6,
     DhcpHost,

@@ -159,6 +159,21 @@ class Route(DeviceEntry):
 
 
 @dataclass(frozen=True)
+class AnnouncedRoute(Route):
+    """A guest route that a routing daemon exports (`neighbour_devs = "none"`, docs/bgp.md):
+    the route IS the LAN's announcement, so a migrating guest's hosts hold it back like a
+    proxy entry (state.Stage). The same kernel route as a `Route`: one identity, so a
+    policy change neither disowns nor duplicates it."""
+
+    kind: ClassVar[str] = "announced-route"
+    reach: ClassVar[str] = "lan"
+
+    @property
+    def identity(self) -> tuple:
+        return (Route.kind, self.dev, self.ifindex, self.dst, self.prefixlen)
+
+
+@dataclass(frozen=True)
 class ProxyNeighbour(DeviceEntry):
     """A permanent proxy ARP / NDP entry: the host answers for `dst` on `dev`."""
 
