@@ -4,7 +4,8 @@ two real libvirtds whose hosts have `neighbour_devs = "none"` and run BIRD from
 Computer Y on a client subnet behind the router. Y reaches a guest only through the
 router's BGP-learned /32 (/128): no host answers ARP/NDP for a guest, and the guests'
 subnets are routed nowhere else. One test swaps the daemons (FRR from `routing-config frr`
-on the hosts, BIRD as the router) so both configurations run on a real lab host."""
+on the hosts, BIRD as the router) so both configurations run on a real lab host; one
+live-migrates a routed VM from A to B while Y pings it."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import time
 import pytest
 
 from tests.e2e.conftest import IN_CI
-from tests.e2e.helpers import proxies, wait_for
+from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.guests import FABRIC_CONTAINER, FABRIC_UNEXPORTED, FABRIC_VM, Guest
 from vzlibvirt.lab.lab import Lab
 from vzlibvirt.lab.lock import lab_lock
+from vzlibvirt.lab.pingloop import PingLoop
 from vzlibvirt.lab.routers import Bird, daemons_missing
 from vzlibvirt.lab.twohosts import TwoHostLab
 
@@ -166,3 +168,32 @@ def test_frr_on_the_lab_hosts_bird_as_the_router(labs, guests_on):
         print(f"FRR on the host: withdrawn {gone:.3f} s, announced {back:.3f} s")
     finally:
         fabric.use("bird")
+
+
+def test_routed_vm_live_migrated_a_to_b_the_router_follows(labs, fabric, guests_on):
+    """B announces the VM's routes when it resumes there, A withdraws them; Y's 10 ms
+    ping loop loses no more than QEMU's downtime plus 1 s; the router's next hop is B."""
+    g = FABRIC_VM
+    guests_on(labs.a, g)
+    assert labs.a.wait_console(g, "VZLAB-READY", 180), "the VM did not boot"
+    assert_routed_by_bgp(labs, labs.a, g)
+    reach_from_y(fabric, g)
+    loops = {ip: PingLoop(fabric.y, ip) for ip in g.ips}
+    try:
+        time.sleep(0.5)  # the loops get going
+        result = labs.migrate(g.name, labs.a)
+        time.sleep(1.5)  # the router has followed, or it has not
+    finally:
+        losses = {ip: loop.stop() for ip, loop in loops.items()}
+    assert result.ok, result.error
+    assert result.downtime_ms is not None
+    assert_routed_by_bgp(labs, labs.b, g)
+    assert not set(g.ips) & set(host_routes(labs.a)), "host A still routes the VM"
+    print(fabric.show_bgp())
+    for ip, loss in losses.items():
+        print(f"A -> B {ip}: {loss.describe()}, QEMU downtime {result.downtime_ms} ms, "
+              f"migration {result.seconds:.2f} s")
+        assert loss.received > 0
+        assert loss.lost_ms <= result.downtime_ms + 1000, (ip, loss.describe(),
+                                                          result.downtime_ms)
+    reach_from_y(fabric, g, timeout=5)
