@@ -6,7 +6,10 @@ or has dropped, a routed guest's /32 (/128) that a host's BIRD announces.
           BIRD on the hosts, FRR bgpd as the router): from the start of `virsh start` of a
           routed container on host A (a routed VM on host B) until the router's kernel
           holds every one of its routes, and from the start of `virsh destroy` until it
-          holds none. --runs of each.
+          holds none. --runs of each. Then the routed VM live-migrated A -> B -> A ...
+          (--runs moves): from its resume on the destination (libvirt's event "Resumed
+          Migrated", `virsh event --timestamp`) until the router's next hop is the
+          destination, and QEMU's downtime.
   scale   in throw-away namespaces (host with BIRD from `routing-config bird`, router with
           FRR): N routed guests (default 1,000; each a real veth with one IPv6 address,
           the first 254 also an IPv4 one) wired by the engine in the host namespace, as
@@ -25,7 +28,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,14 +92,70 @@ def lab_figures(runs: int) -> None:
                         raise SystemExit(f"{g.name}: the router kept {g.ips}")
                     down.append(time.monotonic() - t0)
                     time.sleep(0.5)
-                host.undefine(g)
                 kind = "container on A" if g.kind == "ct" else "VM on B"
                 print(f"lab {kind}: virsh start -> on the router (all {len(g.ips)} routes): "
                       f"median {med(up):.3f} s  runs {runs_text(up, '{:.3f}')}")
                 print(f"lab {kind}: virsh destroy -> off the router: "
                       f"median {med(down):.3f} s  runs {runs_text(down, '{:.3f}')}")
+            migration_figures(labs, FABRIC_VM, runs)
+            labs.a.undefine(FABRIC_CONTAINER)
+            for host in labs.hosts:
+                host.undefine(FABRIC_VM)
         finally:
             labs.down(quiet=True)
+
+
+def migration_figures(labs, g, runs: int) -> None:
+    """G (a routed VM, defined on host B by now) live-migrated back and forth."""
+    labs.b.undefine(g)
+    labs.a.define(g)
+    labs.a.start(g)
+    if not labs.a.wait_console(g, "VZLAB-READY", 180):
+        raise SystemExit(f"{g.name} did not boot")
+    ip4 = g.v4[0]
+    flips, downtimes = [], []
+    source = labs.a
+    for _ in range(runs):
+        dest = labs.other(source)
+        hops = labs.fabric.next_hops(dest)
+        events = subprocess.Popen(["virsh", "-c", dest.paths.uri("qemu"), "event", "--domain",
+                                   g.name, "--event", "lifecycle", "--loop", "--timestamp"],
+                                  stdout=subprocess.PIPE, text=True)
+        seen: list[tuple[float, str]] = []
+        stop = threading.Event()
+
+        def watch(seen=seen, stop=stop) -> None:
+            while not stop.is_set():
+                seen.append((time.time(), labs.fabric.routes().get(ip4, "")))
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        time.sleep(0.5)  # virsh event has registered
+        watcher.start()
+        move = labs.migrate(g.name, source)
+        time.sleep(1.5)
+        stop.set()
+        watcher.join()
+        events.terminate()
+        out, _ = events.communicate(timeout=10)
+        if not move.ok:
+            raise SystemExit(f"migration failed: {move.error}")
+        resumed = next((_stamp(ln) for ln in out.splitlines() if "Resumed Migrated" in ln),
+                       None)
+        flip = next((t for t, hop in seen if hop in hops), None)
+        if resumed is None or flip is None:
+            raise SystemExit(f"no resume event ({out!r}) or no flip to {hops}")
+        flips.append(flip - resumed)
+        downtimes.append(float(move.downtime_ms or 0))
+        source = dest
+    print(f"lab VM migration: resumed on the destination -> router's next hop flipped: "
+          f"median {med(flips):.3f} s  runs {runs_text(flips, '{:.3f}')}  (QEMU downtime "
+          f"median {med(downtimes):.0f} ms; router polled every ~5 ms)")
+
+
+def _stamp(line: str) -> float:
+    """`virsh event --timestamp`'s '2026-12-01 03:20:00.123+0000: event ...' as epoch."""
+    return datetime.strptime(line.split(": event")[0], "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
 
 
 # ---------- scale: N guests wired by the engine ----------
