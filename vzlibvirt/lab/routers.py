@@ -27,6 +27,7 @@ from .sh import LabError, run, wait_for
 
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"  # Debian's FRR drops to this user after start; it must own its dirs
+FRR_TMP = Path("/var/tmp/frr")  # bgpd makes NAME.PID there for crash logs, kept on exit
 
 
 def daemons_missing() -> str | None:
@@ -177,11 +178,26 @@ class Frr(_Daemons):
 
     def _check_config(self, conf: Path) -> None:
         """bgpd's dry run; it exits 0 whatever it found, so its error lines decide."""
-        out = run([*in_netns(self.ns), str(FRR_DIR / "bgpd"), "-C", "-f", str(conf),
-                   "--log", "stdout"], timeout=30)
-        errors = [line for line in (out.stdout + out.stderr).splitlines() if "[EC " in line]
+        # `ip netns exec` execs bgpd in place: the pid names bgpd's crash-log dir
+        proc = subprocess.Popen([*in_netns(self.ns), str(FRR_DIR / "bgpd"), "-C", "-f",
+                                 str(conf), "--log", "stdout"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise LabError(f"bgpd -C {conf} timed out") from exc
+        finally:
+            _forget_tmp({proc.pid})
+        errors = [line for line in out.splitlines() if "[EC " in line]
         if errors:
             raise LabError(f"bgpd refuses {conf}: {' | '.join(errors)}")
+
+    def stop(self) -> None:
+        pids = self._pids() | {p.pid for p in self.procs}
+        super().stop()
+        _forget_tmp(pids)
 
     def vtysh(self, *commands: str) -> str:
         args = ["vtysh", "--vty_socket", str(self.dir)]
@@ -197,6 +213,12 @@ class Frr(_Daemons):
         peers = [p for fam in summary.values() if isinstance(fam, dict)
                  for p in fam.get("peers", {}).values()]
         return bool(peers) and all(p.get("state") == "Established" for p in peers)
+
+
+def _forget_tmp(pids: set[int]) -> None:
+    for pid in pids:
+        for name in ("bgpd", "zebra"):
+            shutil.rmtree(FRR_TMP / f"{name}.{pid}", ignore_errors=True)
 
 
 # -- the router's side: accept every route a host announces, install it in the kernel -----
