@@ -140,5 +140,5 @@ def downtime_ms(host: Lab, name: str) -> int | None:
     (seen here, libvirt 9.0: the destination's "Incoming migration" job has it; the
     source, whose domain is inactive by then, reports job type None)."""
     out = host.virsh("qemu", "domjobinfo", "--completed", name, check=False).stdout
-    m = re.search(r"Total downtime:\s+(\d+) ms", out)
+    m = re.search(r"Total downtime:\s+(\d+)\s+ms", out)
     return int(m.group(1)) if m else None
