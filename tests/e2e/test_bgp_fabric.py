@@ -203,3 +203,16 @@ def test_routed_vm_live_migrated_a_to_b_the_router_follows(labs, fabric, guests_
         assert loss.lost_ms <= result.downtime_ms + 1000, (ip, loss.describe(),
                                                           result.downtime_ms)
     reach_from_y(fabric, g, timeout=5)
+
+
+def test_demo_shows_the_router_table_filling_and_emptying(labs, fabric, capsys):
+    """`lab demo --hosts 2 --bgp` on the fabric that is up (keep: the module's lab stays)."""
+    from vzlibvirt.lab.bgp_demo import run_demo
+
+    assert run_demo(labs, keep=True) == 0
+    out = capsys.readouterr().out
+    filled = out.index("after fvm1 started")
+    assert "203.0.113.11/32" in out[filled:] and "203.0.113.21/32" in out[filled:]
+    emptied = out[out.index("after fvm1 stopped"):]
+    assert emptied.count("No BGP prefixes displayed") == 2, emptied
+    assert "DEMO PASSED" in out
