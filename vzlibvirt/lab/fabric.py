@@ -12,7 +12,6 @@ outlive the `lab up` that started them; `down` stops them through their pid file
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shutil
 from collections.abc import Sequence
@@ -21,13 +20,19 @@ from pathlib import Path
 from . import procs
 from . import settings as S
 from .lab import Lab
-from .routers import Bird, Frr, Neighbour, router_bird_config, router_frr_config
+from .routers import (
+    Bird,
+    Frr,
+    Neighbour,
+    learned_routes,
+    router_bird_config,
+    router_frr_config,
+)
 from .sh import LabError, progress, run, wait_for
 from .topology import Topology, netns_exists
 
 DAEMONS = {"bird": Bird, "frr": Frr}
 OTHER = {"bird": "frr", "frr": "bird"}
-WATCHED = [ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8:200::/48")]
 
 
 class Fabric:
@@ -154,18 +159,8 @@ class Fabric:
                                                           for ln in states)
 
     def routes(self) -> dict[str, str]:
-        """The router's kernel routes into the guest subnets ({destination: next hop}):
-        what it learned through BGP and installed."""
-        out = {}
-        for fam in ("-4", "-6"):
-            text = run(["ip", "-n", S.ROUTER.netns, "-j", fam, "route", "show"]).stdout
-            for r in json.loads(text or "[]"):
-                dst = r.get("dst", "")
-                if "gateway" in r and dst != "default":
-                    net = ipaddress.ip_network(dst)
-                    if any(net.subnet_of(w) for w in WATCHED if w.version == net.version):
-                        out[str(net.network_address)] = r["gateway"]
-        return out
+        """The router's kernel routes into the guest subnets ({destination: next hop})."""
+        return learned_routes(S.ROUTER.netns)
 
     def next_hops(self, host: Lab) -> set[str]:
         """The next hops by which the router may reach HOST: its LAN addresses (IPv6 also

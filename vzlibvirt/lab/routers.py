@@ -11,6 +11,7 @@ router, which is not vzlibvirt's to configure.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from . import procs as lab_procs
 from .runner import in_netns
 from .sh import LabError, run, wait_for
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"  # Debian's FRR drops to this user after start; it must own its dirs
 FRR_TMP = Path("/var/tmp/frr")  # bgpd makes NAME.PID there for crash logs, kept on exit
@@ -222,6 +225,23 @@ def _forget_tmp(pids: set[int]) -> None:
 
 
 # -- the router's side: accept every route a host announces, install it in the kernel -----
+
+GUEST_NETS = (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8:200::/48"))
+
+
+def learned_routes(ns: str, watched: Sequence[IPNetwork] = GUEST_NETS) -> dict[str, str]:
+    """The kernel routes of router namespace NS into the WATCHED prefixes that have a
+    gateway: what it learned through BGP and installed ({destination: next hop})."""
+    out = {}
+    for fam in ("-4", "-6"):
+        for r in json.loads(run(["ip", "-n", ns, "-j", fam, "route", "show"]).stdout or "[]"):
+            dst = r.get("dst", "")
+            if "gateway" in r and dst != "default":
+                net = ipaddress.ip_network(dst)
+                if any(net.subnet_of(w) for w in watched if w.version == net.version):
+                    out[str(net.network_address)] = r["gateway"]
+    return out
+
 
 @dataclass(frozen=True)
 class Neighbour:
