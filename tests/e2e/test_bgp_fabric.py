@@ -9,17 +9,15 @@ live-migrates a routed VM from A to B while Y pings it."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-from tests.e2e.conftest import IN_CI
+from tests.e2e.conftest import IN_CI, require_root, two_host_lab
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.lab import settings as S
 from vzlibvirt.lab.guests import FABRIC_CONTAINER, FABRIC_UNEXPORTED, FABRIC_VM, Guest
 from vzlibvirt.lab.lab import Lab
-from vzlibvirt.lab.lock import lab_lock
 from vzlibvirt.lab.pingloop import PingLoop
 from vzlibvirt.lab.routers import Bird, daemons_missing
 from vzlibvirt.lab.twohosts import TwoHostLab
@@ -29,27 +27,15 @@ ADMIN = "203.0.113.50"  # an administrator's static /32 on host A, inside --expo
 
 @pytest.fixture(scope="module")
 def labs():
-    """The two-host lab with the BGP fabric, for this module. The one-host lab goes
-    down first (both use the machine's libvirt mount points); the next test that needs
-    it brings it up again."""
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI=true: the e2e tests need root to build the lab")
-        pytest.skip("e2e tests need root (and run in CI)")
+    """The two-host lab with the BGP fabric, for this module."""
+    require_root()
     missing = daemons_missing()
     if missing:
         if IN_CI:
             pytest.fail(f"CI=true: the BGP fabric needs real daemons: {missing}")
         pytest.skip(missing)
-    two = TwoHostLab(bgp=True)
-    with lab_lock(two.a.paths):
-        Lab().down(quiet=True)
-        two.down(quiet=True)  # one left up (`lab demo --keep`) runs another tree's hooks
-        two.up()
-        try:
-            yield two
-        finally:
-            two.down(quiet=True)
+    with two_host_lab(bgp=True) as two:
+        yield two
 
 
 @pytest.fixture
@@ -57,25 +43,6 @@ def fabric(labs):
     """BIRD on the hosts, FRR as the router, unless a test asks otherwise."""
     labs.fabric.use("bird")
     return labs.fabric
-
-
-@pytest.fixture
-def guests_on(labs):
-    """Define and start guests on a host; destroyed and undefined on both hosts after."""
-    made: list[Guest] = []
-
-    def start(host: Lab, *gs: Guest) -> None:
-        for g in gs:
-            for h in labs.hosts:
-                h.undefine(g)
-            host.define(g)
-            made.append(g)
-            host.start(g)
-
-    yield start
-    for g in made:
-        for h in labs.hosts:
-            h.undefine(g)
 
 
 def reach_from_y(fabric, g: Guest, timeout: float = 60) -> None:
