@@ -18,7 +18,7 @@ from vzlibvirt.errors import ConflictError, VzError, missing_bridge_error
 from vzlibvirt.model import Filter, Interface, Mode
 from vzlibvirt.plan import bridge_for
 from vzlibvirt.portsec import eui64_link_local
-from vzlibvirt.state import InterfaceRecord
+from vzlibvirt.state import InterfaceRecord, StateStore
 from vzlibvirt.wiring import InterfaceWiring, WireContext
 
 
@@ -81,6 +81,11 @@ class BridgedWiring(InterfaceWiring):
                           f"{other.name if other else link.master}, not of {bridge}")
         if iface.mac:
             elsewhere = nl.fdb_ports(br.index, iface.mac) - {link.index}
+            if elsewhere and not ctx.probe:
+                # a migration's destination: the guest still runs on the source, whose
+                # frames taught the bridge its MAC behind the uplink; only another
+                # local guest's port refuses
+                elsewhere &= _guest_ports(ctx.store, ctx.domain.key)
             if elsewhere:
                 port = nl.link_by_index(min(elsewhere))
                 raise ConflictError(f"MAC {iface.mac} is already present on {bridge} "
@@ -95,3 +100,8 @@ class BridgedWiring(InterfaceWiring):
     def entries(self, ctx, iface, record):
         return bridged_entries(iface, record.host_dev, record.ifindex,
                                record.bridge, record.bridge_mtu)
+
+
+def _guest_ports(store: StateStore, key: str) -> set[int]:
+    """The host devices of every other domain recorded on this host."""
+    return {i.ifindex for r in store.records() if r.key != key for i in r.interfaces}

@@ -71,10 +71,12 @@ def holds(host: Lab, g: Guest) -> dict[str, object]:
             "claims": claims & set(g.ips), "record": g.name in names}
 
 
+NOTHING = {"routes": {}, "proxies": set(), "claims": set(), "record": False}
+
+
 def assert_moved(labs: TwoHostLab, g: Guest, new: Lab) -> None:
     old = labs.other(new)
-    assert holds(old, g) == {"routes": {}, "proxies": set(), "claims": set(),
-                             "record": False}, f"{old.host.hostname} still holds {g.name}"
+    assert holds(old, g) == NOTHING, f"{old.host.hostname} still holds {g.name}"
     dev = new.host_dev(g)
     assert holds(new, g) == {"routes": dict.fromkeys(g.ips, dev),
                              "proxies": {(ip, NEIGH_DEV) for ip in g.ips},
@@ -146,24 +148,40 @@ def test_failed_migration_leaves_the_guest_on_a_and_b_clean(labs, guests_on, how
         assert loss.received > 0 and loss.longest_gap_ms <= 1000, (ip, loss.describe())
 
 
+# The container's own IPv6 duplicate address detection (libvirt adds its address, the
+# kernel inside keeps it tentative for ~1-1.5 s), then B's next NS retransmit on the
+# veth (1 s): observed 2.0 s (docs/migration.md). vzlibvirt wires and announces at
+# `started`; IPv4, which has no DAD, answers within 1 s.
+FIRST_REPLY_S = {4: 1.0, 6: 3.0}
+
+
 def test_routed_container_moves_cold(labs, guests_on):
+    """Stopped on A, started on B: Computer X (pinging every 10 ms throughout) gets its
+    first IPv4 reply within 1 s of the start (IPv6: FIRST_REPLY_S); A holds nothing."""
     g = MOVING_CONTAINER
     guests_on(labs.a, g)
     for ip in g.ips:
         assert wait_for(lambda ip=ip: labs.a.ping_from_x(ip), 10)
     labs.a.destroy(g)
+    assert holds(labs.a, g) == NOTHING
     labs.b.define(g)
-    t0 = time.monotonic()
-    labs.b.start(g)
-    started = time.monotonic()
-    assert wait_for(lambda: all(labs.b.ping_from_x(ip, wait=0.2) for ip in g.ips), 1.0,
-                    0.02), "not reachable within 1 s of the start"
-    reach = time.monotonic() - started
-    print(f"cold move: virsh start {started - t0:.2f} s, reachable {reach:.2f} s after")
-    assert holds(labs.a, g) == {"routes": {}, "proxies": set(), "claims": set(),
-                                "record": False}
-    dev = labs.b.host_dev(g)
-    assert holds(labs.b, g)["routes"] == dict.fromkeys(g.ips, dev)
+    loops = {ip: PingLoop(labs.lan.lan, ip) for ip in g.ips}
+    try:
+        time.sleep(0.3)
+        t0 = time.time()
+        labs.b.start(g)
+        started = time.time()
+        time.sleep(1.5)
+    finally:
+        losses = {ip: loop.stop() for ip, loop in loops.items()}
+    for ip, loss in losses.items():
+        first = loss.first_reply_after(t0)
+        print(f"cold move {ip}: virsh start {started - t0:.2f} s, first reply "
+              + (f"{first - started:+.2f} s after it returned" if first else "never"))
+        limit = FIRST_REPLY_S[6 if ":" in ip else 4]
+        assert first is not None and first - started <= limit, (ip, loss.describe())
+    assert holds(labs.a, g) == NOTHING
+    assert holds(labs.b, g)["routes"] == dict.fromkeys(g.ips, labs.b.host_dev(g))
 
 
 def test_two_guests_migrate_at_once_in_opposite_directions(labs, guests_on):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vzlibvirt.contract import incoming_path
-from vzlibvirt.lab.domxml import domain_xml, routed
+from vzlibvirt.lab.domxml import bridged, domain_xml, routed
 from vzlibvirt.lab.runner import in_netns
 
 pytestmark = pytest.mark.netns
@@ -257,3 +257,39 @@ def test_with_bgp_the_destination_holds_its_routes_back_until_the_guest_resumes(
     assert routes() == set() and vz.records() == [] and not incoming_path(vz.state, key).exists()
     addrs = topo.ip(topo.host, "-o", "addr", "show", "dev", "vnet7")
     assert "169.254.0.1" not in addrs and "fe80::1/128" not in addrs
+
+
+def test_bridged_destination_accepts_its_mac_behind_the_uplink_only(topo, vz):
+    """A bridged guest's destination has learned its MAC behind the uplink (the guest
+    still runs on the source): `started` of the incoming domain accepts that, as an
+    ordinary start would not; the same MAC behind another local guest's port refuses."""
+    r = vz.run("bridge", "create", "br0", "--uplink", "enp0s5", ns=topo.host)
+    assert r.rc == 0, r.stderr
+    g = topo.add_bridged_guest("b9", "198.51.100.109/24", host_dev="vbb9",
+                               guest_dev="netif1")
+    xml = domain_xml("b9", driver="qemu", interfaces=[bridged(g.mac, target=g.host_dev)])
+    topo.exec(topo.host, "bridge", "fdb", "add", g.mac, "dev", "enp0s5", "master", "static",
+              check=True)
+    r = vz.hook("qemu", "b9", "started", xml, ns=topo.host)  # ordinary start: refused
+    assert r.rc == 1 and "is already present on br0 (behind port enp0s5)" in r.stderr
+    for op in ("migrate", "prepare", "start", "started"):
+        agent_hook(vz, topo, op, xml, name="b9")
+    assert topo.link_master(topo.host, "vbb9") == "br0"
+    for op in ("stopped", "release"):
+        agent_hook(vz, topo, op, xml, name="b9")
+    assert vz.records() == []
+    topo.exec(topo.host, "bridge", "fdb", "del", g.mac, "dev", "enp0s5", "master")
+
+    # another local guest already has the MAC: an incoming one is refused all the same
+    other = topo.add_bridged_guest("b8", "198.51.100.108/24", host_dev="vbb8",
+                                   guest_dev="netif1", mac=g.mac)
+    vz.start("qemu", "b8", domain_xml("b8", driver="qemu",
+                                      interfaces=[bridged(other.mac, target="vbb8")]),
+             topo.host)
+    topo.exec(topo.host, "bridge", "fdb", "replace", g.mac, "dev", "vbb8", "master",
+              "static", check=True)
+    agent_hook(vz, topo, "migrate", xml, name="b9")
+    r = agent_side(vz, topo, "hook", *vz.hook_args("qemu", "b9", "started")[1:], stdin=xml)
+    assert r.returncode == 1, r.stderr.decode()
+    assert "is already present on br0 (behind port vbb8)" in r.stderr.decode()
+    assert topo.link_master(topo.host, "vbb9") is None

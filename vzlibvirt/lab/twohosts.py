@@ -28,7 +28,7 @@ class Move:
 
     ok: bool
     seconds: float  # the virsh call, start to end
-    downtime_ms: int | None  # QEMU's "Total downtime" (the completed job)
+    downtime_ms: int | None  # QEMU's "Total downtime" (source's completed job)
     error: str = ""
 
 
@@ -120,6 +120,13 @@ class TwoHostLab:
                                 text=True)
 
     def migrate(self, name: str, source: Lab, timeout: float = 180) -> Move:
+        # QEMU's downtime comes with the source's job-completed event: after a move back,
+        # the domain (transient on the host it left) is gone, and its job info with it
+        events = subprocess.Popen(
+            ["virsh", "-q", "-c", source.paths.uri("qemu"), "event", "--domain", name,
+             "--event", "job-completed", "--timeout", str(int(timeout) + 10)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.3)  # registered before the migration can complete
         t0 = time.monotonic()
         proc = self.start_migration(name, source)
         try:
@@ -127,18 +134,23 @@ class TwoHostLab:
         except subprocess.TimeoutExpired as exc:
             proc.kill()
             proc.communicate()
+            events.kill()
+            events.communicate()
             raise LabError(f"virsh migrate {name} timed out after {timeout}s") from exc
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
+            events.kill()
+            events.communicate()
             return Move(False, seconds, None, err.strip())
-        return Move(True, seconds, downtime_ms(self.other(source), name)
-                    or downtime_ms(source, name))
+        try:
+            out, _ = events.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            events.kill()
+            out, _ = events.communicate()
+        return Move(True, seconds, downtime_ms(out))
 
 
-def downtime_ms(host: Lab, name: str) -> int | None:
-    """QEMU's downtime of the migration that just completed, from HOST's completed job
-    (seen here, libvirt 9.0: the destination's "Incoming migration" job has it; the
-    source, whose domain is inactive by then, reports job type None)."""
-    out = host.virsh("qemu", "domjobinfo", "--completed", name, check=False).stdout
-    m = re.search(r"Total downtime:\s+(\d+)\s+ms", out)
+def downtime_ms(event_text: str) -> int | None:
+    """QEMU's downtime from `virsh event --event job-completed` (a `downtime: 77` line)."""
+    m = re.search(r"^\s*downtime:\s*(\d+)\s*$", event_text, re.MULTILINE)
     return int(m.group(1)) if m else None
