@@ -27,7 +27,7 @@ def test_failed_up_cleans_up(lab_session, monkeypatch):
     lab, before = lab_session
     lab.down(quiet=True)
 
-    def broken_start(paths):
+    def broken_start(*_args):
         raise LabError("simulated libvirtd failure")
 
     monkeypatch.setattr(daemon, "start", broken_start)
