@@ -160,6 +160,12 @@ def test_routed_vm_live_migrated_a_to_b_the_router_follows(labs, fabric, guests_
         losses = {ip: loop.stop() for ip, loop in loops.items()}
     assert result.ok, result.error
     assert result.downtime_ms is not None
+    for h in labs.hosts:  # shown when the test fails: who published and withdrew what
+        log = h.paths.lab("log") / "agent.log"
+        print(f"--- {h.host.hostname} agent.log (tail)\n"
+              + (log.read_text(errors="replace")[-2000:] if log.exists() else "(none)"))
+        print(f"--- {h.host.hostname} hook calls of {g.name}: "
+              + "; ".join(c for c in h.hook_calls() if f" {g.name} " in c))
     assert_routed_by_bgp(labs, labs.b, g)
     assert not set(g.ips) & set(host_routes(labs.a)), "host A still routes the VM"
     print(fabric.show_bgp())
