@@ -17,6 +17,10 @@ def main(argv: list[str]) -> int:
     hosts = argparse.ArgumentParser(add_help=False)
     hosts.add_argument("--hosts", type=int, choices=(1, 2), default=1,
                        help="2: host A and host B on one LAN, for live migration")
+    hosts.add_argument("--bgp", action="store_true",
+                       help="with --hosts 2: a routed fabric: FRR as the top-of-rack router "
+                            "on the LAN, BIRD on each host (neighbour_devs = \"none\"), "
+                            "Computer Y behind the router (docs/bgp.md)")
     up = sub.add_parser("up", parents=[hosts],
                         help="build images (cached) and start the lab; idempotent")
     up.add_argument("--no-hooks", action="store_true",
@@ -26,7 +30,9 @@ def main(argv: list[str]) -> int:
     demo = sub.add_parser("demo", parents=[hosts],
                           help="up, show the seed's four figures (routed and bridged "
                                "containers and VMs), down; with --hosts 2: a routed VM "
-                               "live-migrated A -> B -> A while Computer X pings it")
+                               "live-migrated A -> B -> A while Computer X pings it; "
+                               "with --hosts 2 --bgp: the router's BGP table filling and "
+                               "emptying as guests on both hosts start and stop")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
     demo.add_argument("--no-vms", action="store_true", help="containers only (faster)")
     sub.add_parser("down", parents=[hosts],
@@ -41,6 +47,8 @@ def main(argv: list[str]) -> int:
     system.add_argument("--no-install", action="store_true",
                         help="up: a bare Debian 12 libvirt host, without vzlibvirt")
     args = parser.parse_args(argv)
+    if getattr(args, "bgp", False) and args.hosts != 2:
+        parser.error("--bgp needs --hosts 2")
     if args.cmd == "system":
         from .system_cli import run_system
 
@@ -82,13 +90,17 @@ def _dispatch(lab, args) -> int:
 def _dispatch_two(args) -> int:
     from .twohosts import TwoHostLab
 
-    labs = TwoHostLab()
+    labs = TwoHostLab(bgp=args.bgp)
     if args.cmd == "up":
         labs.up(hooks=not args.no_hooks, agent=not args.no_agent)
     elif args.cmd == "down":
         labs.down()
     elif args.cmd == "status":
         return max(_status(h) for h in labs.hosts)
+    elif args.bgp:
+        from .bgp_demo import run_demo
+
+        return run_demo(labs, keep=args.keep)
     else:
         from .migration_demo import run_demo
 

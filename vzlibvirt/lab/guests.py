@@ -120,3 +120,9 @@ MIGRATING_BRIDGED_VM = Guest("mbvm1", "vm", "52:54:00:ee:00:21", ("198.51.100.25
                              mode="bridged", source_bridge=BRIDGE)
 MOVING_CONTAINER = Guest("mct1", "ct", "52:54:00:ee:00:31",
                          ("198.51.100.245", "2001:db8:100::245"))
+# The BGP fabric's guests (`--hosts 2 --bgp`): addresses in their own subnets, reachable
+# from Computer Y only through the router's BGP-learned routes. The last one is outside
+# the hosts' --export prefixes (203.0.113.0/26, 2001:db8:200::/64): never announced.
+FABRIC_CONTAINER = Guest("fct1", "ct", "52:54:00:ee:00:41", ("203.0.113.11", "2001:db8:200::11"))
+FABRIC_VM = Guest("fvm1", "vm", "52:54:00:ee:00:42", ("203.0.113.21", "2001:db8:200::21"))
+FABRIC_UNEXPORTED = Guest("fct2", "ct", "52:54:00:ee:00:43", ("203.0.113.100",))

@@ -39,7 +39,7 @@ exit 0
 TOML = """\
 # vzlibvirt host config for the lab (written by `vzlibvirt lab up`).
 [routed]
-neighbour_devs = ["{neigh_dev}"]    # br0 holds the uplink: ARP from the LAN arrives there
+neighbour_devs = {neigh_devs}    # {neigh_why}
 
 [state]
 dir = "{state}"
@@ -84,9 +84,12 @@ class Lab:
     the two-host lab (twohosts.py) shares the LAN that TwoHostLab builds and removes."""
 
     def __init__(self, paths: LabPaths | None = None, host: S.HostSpec = S.HOST,
-                 lan: str = S.LAN_NETNS, peers: tuple[S.HostSpec, ...] = ()) -> None:
+                 lan: str = S.LAN_NETNS, peers: tuple[S.HostSpec, ...] = (), *,
+                 routed_fabric: bool = False) -> None:
         self.paths = paths or LabPaths()
         self.host = host
+        # a host of the BGP fabric: no proxy entries, its routing daemon announces routes
+        self.routed_fabric = routed_fabric
         self.peers = peers  # every host of a two-host lab (its /etc/hosts)
         self.owns_lan = not peers
         self.topo = Topology(prefix=S.LAB_PREFIX, host_ns=host.netns, lan_ns=lan)
@@ -145,7 +148,10 @@ class Lab:
         rec.new_cgroups = [str(Path(c) / "machine") for c in sorted(Path("/sys/fs/cgroup")
                            .glob("*")) if c.is_dir() and not (c / "machine").exists()]
         rec.save(p.record)
-        p.config.write_text(TOML.format(neigh_dev=S.NEIGH_DEV, state=p.state,
+        neigh = (('"none"', "a routed fabric: BIRD announces the guest routes")
+                 if self.routed_fabric else
+                 (f'["{S.NEIGH_DEV}"]', "br0 holds the uplink: ARP from the LAN arrives there"))
+        p.config.write_text(TOML.format(neigh_devs=neigh[0], neigh_why=neigh[1], state=p.state,
                                          agent_socket=lab_agent.socket_path(p),
                                          qemu_uri=p.uri("qemu"), lxc_uri=p.uri("lxc")))
         progress(f"bridge {S.BRIDGE} over {S.UPLINK} (vzlibvirt bridge create)")

@@ -34,6 +34,11 @@ def netns_id(name: str) -> str | None:
     return f"net:[{st.st_ino}]"
 
 
+def netns_of(pid: int) -> str | None:
+    """The network namespace identity of PID ('net:[N]'), None when it is gone."""
+    return _ns(pid, "net")
+
+
 def lab_pids(net_ids: set[str], mnt_ids: set[str]) -> set[int]:
     """Pids in any of the given namespaces, plus all their descendants; never our own."""
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]

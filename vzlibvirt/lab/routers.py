@@ -2,13 +2,16 @@
 its configuration, sockets, pid files and logs in a private directory, so several run on
 one machine and nothing of the machine's own /etc/frr, /run/frr or /run/bird is used.
 
-Used by the netns tests of `routing-config` (docs/bgp.md) and meant for the lab's BGP
-fabric. The routers' own configurations (accept everything, install into the kernel) are
-here too: they play the top-of-rack router, which is not vzlibvirt's to configure.
+Used by the netns tests of `routing-config` (docs/bgp.md) and by the lab's BGP fabric
+(fabric.py), whose daemons outlive the `lab up` that started them: they get a fixed
+directory and are stopped through their pid files. The routers' own configurations
+(accept everything, install into the kernel) are here too: they play the top-of-rack
+router, which is not vzlibvirt's to configure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pwd
@@ -16,14 +19,18 @@ import shutil
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import procs as lab_procs
 from .runner import in_netns
 from .sh import LabError, run, wait_for
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 FRR_DIR = Path("/usr/lib/frr")
 FRR_USER = "frr"  # Debian's FRR drops to this user after start; it must own its dirs
+FRR_TMP = Path("/var/tmp/frr")  # bgpd makes NAME.PID there for crash logs, kept on exit
 
 
 def daemons_missing() -> str | None:
@@ -37,23 +44,28 @@ def daemons_missing() -> str | None:
 
 @dataclass
 class _Daemons(ABC):
-    """Processes started in namespace `ns`, their files under a private temp dir."""
+    """Processes started in namespace `ns`, their files under a private dir: DIR when
+    given (the lab's, readable by user frr), else a fresh temp dir."""
 
     ns: str
-    config: str
-    dir: Path = field(init=False)
+    config: str = ""  # "" for a handle on daemons started earlier (vtysh, birdc, stop)
+    dir: Path | None = None
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # not under pytest's tmp_path: its root is mode 0700, and FRR runs as user frr
-        self.dir = Path(tempfile.mkdtemp(prefix="vzrouter-"))
+        if self.dir is None:
+            # not under pytest's tmp_path: its root is mode 0700, and FRR runs as user frr
+            self.dir = Path(tempfile.mkdtemp(prefix="vzrouter-"))
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.dir / f"{name}.out", "wb")  # noqa: SIM115 (the child keeps it)
         try:
             self.procs.append(subprocess.Popen([*in_netns(self.ns), *argv], stdout=log,
                                                stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL))
+                                               stdin=subprocess.DEVNULL,
+                                               start_new_session=True))
         finally:
             log.close()
 
@@ -67,6 +79,25 @@ class _Daemons(ABC):
         return " | ".join(f"{f.name}: {f.read_text(errors='replace')[-600:]}"
                           for f in sorted(self.dir.glob("*.out")))
 
+    def running(self) -> bool:
+        """Every daemon of its pid files alive (also those another process started)."""
+        pids = self._pids()
+        return bool(pids) and len(pids) == len(list(self.dir.glob("*.pid")))
+
+    def _pids(self) -> set[int]:
+        """Live pids of the pid files in the dir, in namespace `ns` (a stale file of an
+        earlier run never names someone else's process)."""
+        want = lab_procs.netns_id(self.ns)
+        found = set()
+        for f in self.dir.glob("*.pid"):
+            try:
+                pid = int(f.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if want and lab_procs.netns_of(pid) == want:
+                found.add(pid)
+        return found
+
     def stop(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:
@@ -78,6 +109,7 @@ class _Daemons(ABC):
                 p.kill()
                 p.wait(timeout=10)
         self.procs.clear()
+        lab_procs.kill_all(self._pids())  # daemons that another process started
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
@@ -149,11 +181,26 @@ class Frr(_Daemons):
 
     def _check_config(self, conf: Path) -> None:
         """bgpd's dry run; it exits 0 whatever it found, so its error lines decide."""
-        out = run([*in_netns(self.ns), str(FRR_DIR / "bgpd"), "-C", "-f", str(conf),
-                   "--log", "stdout"], timeout=30)
-        errors = [line for line in (out.stdout + out.stderr).splitlines() if "[EC " in line]
+        # `ip netns exec` execs bgpd in place: the pid names bgpd's crash-log dir
+        proc = subprocess.Popen([*in_netns(self.ns), str(FRR_DIR / "bgpd"), "-C", "-f",
+                                 str(conf), "--log", "stdout"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise LabError(f"bgpd -C {conf} timed out") from exc
+        finally:
+            _forget_tmp({proc.pid})
+        errors = [line for line in out.splitlines() if "[EC " in line]
         if errors:
             raise LabError(f"bgpd refuses {conf}: {' | '.join(errors)}")
+
+    def stop(self) -> None:
+        pids = self._pids() | {p.pid for p in self.procs}
+        super().stop()
+        _forget_tmp(pids)
 
     def vtysh(self, *commands: str) -> str:
         args = ["vtysh", "--vty_socket", str(self.dir)]
@@ -171,7 +218,30 @@ class Frr(_Daemons):
         return bool(peers) and all(p.get("state") == "Established" for p in peers)
 
 
+def _forget_tmp(pids: set[int]) -> None:
+    for pid in pids:
+        for name in ("bgpd", "zebra"):
+            shutil.rmtree(FRR_TMP / f"{name}.{pid}", ignore_errors=True)
+
+
 # -- the router's side: accept every route a host announces, install it in the kernel -----
+
+GUEST_NETS = (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("2001:db8:200::/48"))
+
+
+def learned_routes(ns: str, watched: Sequence[IPNetwork] = GUEST_NETS) -> dict[str, str]:
+    """The kernel routes of router namespace NS into the WATCHED prefixes that have a
+    gateway: what it learned through BGP and installed ({destination: next hop})."""
+    out = {}
+    for fam in ("-4", "-6"):
+        for r in json.loads(run(["ip", "-n", ns, "-j", fam, "route", "show"]).stdout or "[]"):
+            dst = r.get("dst", "")
+            if "gateway" in r and dst != "default":
+                net = ipaddress.ip_network(dst)
+                if any(net.subnet_of(w) for w in watched if w.version == net.version):
+                    out[str(net.network_address)] = r["gateway"]
+    return out
+
 
 @dataclass(frozen=True)
 class Neighbour:

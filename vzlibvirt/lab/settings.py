@@ -37,6 +37,7 @@ class HostSpec:
     ip6: str = HOST_IP6
     hostname: str = ""  # "": the machine's UTS namespace (the one-host lab)
     host_uuid: str = ""  # "": libvirt's own (random here: dmidecode fails)
+    asn: int = 0  # its AS number in the BGP fabric (`lab up --hosts 2 --bgp`)
 
     @property
     def address4(self) -> str:
@@ -54,10 +55,19 @@ TWO_PREFIX = f"{LAB_PREFIX}2"
 TWO_LAN_NETNS = f"{TWO_PREFIX}-lan"
 HOSTS_TWO = (
     HostSpec(f"{TWO_PREFIX}-a", "lan-a", "198.51.100.2/24", "2001:db8:100::2/64",
-             "vzlab-a", "8d3c1f8e-0a6b-4f2e-9a51-00000000000a"),
+             "vzlab-a", "8d3c1f8e-0a6b-4f2e-9a51-00000000000a", 65001),
     HostSpec(f"{TWO_PREFIX}-b", "lan-b", "198.51.100.3/24", "2001:db8:100::3/64",
-             "vzlab-b", "8d3c1f8e-0a6b-4f2e-9a51-00000000000b"),
+             "vzlab-b", "8d3c1f8e-0a6b-4f2e-9a51-00000000000b", 65002),
 )
+# The BGP fabric of the two-host lab (`--bgp`, lab/fabric.py): the LAN is the transit
+# subnet, the top-of-rack router sits on it (FRR), Computer Y on a client subnet behind
+# the router; the hosts announce their guests' routes, which live in subnets of their own.
+ROUTER = HostSpec(f"{TWO_PREFIX}-rtr", "lan-r", "198.51.100.1/24", "2001:db8:100::1/64",
+                  asn=65000)
+Y_NAME = "y"  # namespace vzlab2-y
+Y_NET4, Y_NET6 = "203.0.113.192/28", "2001:db8:300::/64"
+Y_IP4, Y_IP6 = "203.0.113.194", "2001:db8:300::2"  # the second address of each subnet
+FABRIC_EXPORT4, FABRIC_EXPORT6 = "203.0.113.0/26", "2001:db8:200::/64"
 
 # Host directories that libvirtd needs; in the lab each is a bind mount of a lab dir,
 # made only inside libvirtd's private mount namespace.

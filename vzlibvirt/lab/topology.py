@@ -95,11 +95,15 @@ class Topology:
         self.ip(self.lan, "link", "add", S.LAN_DEV, "type", "bridge", "forward_delay", "0",
                 "mcast_snooping", "0")
         for spec in hosts:
-            self._add_netns(spec.netns)
-            self._uplink(spec, ipv6)
-            self.ip(self.lan, "link", "set", spec.lan_port, "master", S.LAN_DEV)
+            self.join_lan(spec, ipv6)
         self._computer_x(ipv6)
         return self
+
+    def join_lan(self, spec: S.HostSpec, ipv6: bool = True) -> None:
+        """One more namespace on the LAN bridge (a host, or the BGP fabric's router)."""
+        self._add_netns(spec.netns)
+        self._uplink(spec, ipv6)
+        self.ip(self.lan, "link", "set", spec.lan_port, "master", S.LAN_DEV)
 
     def _uplink(self, spec: S.HostSpec, ipv6: bool) -> None:
         """The host's uplink, a veth made inside its namespace with the peer sent straight

@@ -4,7 +4,8 @@ hooks and agent), both uplinks on one LAN with Computer X, the daemons listening
 live migrations on their LAN addresses (docs/lab.md, docs/migration.md).
 
 The hosts are `Lab`s with another HostSpec; this module only builds the shared LAN,
-brings both up and down together, and migrates."""
+brings both up and down together, and migrates. With `bgp` the hosts are a routed fabric
+(`neighbour_devs = "none"`) and the LAN also holds a BGP router (fabric.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import settings as S
+from .fabric import Fabric
 from .lab import Lab, check_prerequisites
 from .sh import LabError, progress
 from .topology import Topology, netns_exists
@@ -31,12 +33,15 @@ class Move:
 
 
 class TwoHostLab:
-    def __init__(self) -> None:
-        self.hosts = tuple(Lab(S.two_host_paths(spec), spec, S.TWO_LAN_NETNS, S.HOSTS_TWO)
+    def __init__(self, *, bgp: bool = False) -> None:
+        self.bgp = bgp
+        self.hosts = tuple(Lab(S.two_host_paths(spec), spec, S.TWO_LAN_NETNS, S.HOSTS_TWO,
+                               routed_fabric=bgp)
                            for spec in S.HOSTS_TWO)
         self.a, self.b = self.hosts
         self.lan = Topology(prefix=S.TWO_PREFIX, lan_ns=S.TWO_LAN_NETNS,
                             namespaces=[s.netns for s in S.HOSTS_TWO])
+        self.fabric = Fabric(self.lan, self.hosts, self.root / "bgp")
 
     @property
     def root(self):
@@ -44,11 +49,14 @@ class TwoHostLab:
 
     def exists(self) -> bool:
         """Anything of it on the machine (also a half one)."""
-        return self.root.exists() or any(map(netns_exists,
+        return self.root.exists() or self.fabric.exists() or any(map(netns_exists,
                                               (*self.lan.namespaces, self.lan.lan)))
 
     def is_up(self) -> bool:
-        return all(h.is_up() for h in self.hosts)
+        """Both hosts up, with the BGP fabric exactly when asked for (a lab of the other
+        kind is rebuilt: its hosts' neighbour_devs differ)."""
+        fabric = self.fabric.healthy() if self.bgp else not self.fabric.exists()
+        return fabric and all(h.is_up() for h in self.hosts)
 
     def up(self, *, python: str | None = None, hooks: bool = True, agent: bool = True) -> None:
         """Idempotent like the one-host lab's `up`; a failed `up` removes what it made."""
@@ -60,11 +68,13 @@ class TwoHostLab:
             progress("leftovers of an earlier two-host lab found: taking them down first")
             self.down()
         try:
-            progress(f"namespaces {', '.join(self.lan.namespaces)} and {self.lan.lan} "
+            progress(f"namespaces {', '.join(s.netns for s in S.HOSTS_TWO)} and {self.lan.lan} "
                      f"(Computer X {S.X_IP4} on a bridge holding both uplinks)")
             self.lan.up_lan(S.HOSTS_TWO)
             for host in self.hosts:
                 host.up(python=python or sys.executable, hooks=hooks, agent=agent)
+            if self.bgp:
+                self.fabric.up()
         except BaseException:
             progress("two-host lab up failed: cleaning up")
             self.down(quiet=True)
@@ -74,6 +84,8 @@ class TwoHostLab:
                      f"migrations to qemu+tcp://{host.host.address4}/system")
 
     def down(self, *, quiet: bool = False) -> None:
+        if self.fabric.exists():  # whichever kind this object was made for
+            self.fabric.down()
         # B first: A made the mount points and cgroup dirs both use, and removes them
         for host in reversed(self.hosts):
             host.down(quiet=quiet)
