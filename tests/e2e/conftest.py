@@ -101,6 +101,7 @@ def guests_on(labs):
             host.define(g)
             made.append(g)
             host.start(g)
+        labs.lan_flush()  # tests reuse IPs with other MACs
 
     yield start
     for g in made:

@@ -9,12 +9,11 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import IN_CI
+from tests.e2e.conftest import two_host_lab
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.contract import incoming_path
 from vzlibvirt.lab.guests import MIGRATING_VMS, MOVING_CONTAINER, Guest
 from vzlibvirt.lab.lab import Lab
-from vzlibvirt.lab.lock import lab_lock
 from vzlibvirt.lab.migration_demo import move
 from vzlibvirt.lab.pingloop import PingLoop
 from vzlibvirt.lab.settings import NEIGH_DEV
@@ -23,41 +22,8 @@ from vzlibvirt.lab.twohosts import TwoHostLab
 
 @pytest.fixture(scope="module")
 def labs():
-    """The two-host lab for this module. The one-host lab goes down first (both use the
-    machine's libvirt mount points); the next test that needs it brings it up again."""
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("CI=true: the e2e tests need root to build the lab")
-        pytest.skip("e2e tests need root (and run in CI)")
-    two = TwoHostLab()
-    with lab_lock(two.a.paths):
-        Lab().down(quiet=True)
-        two.down(quiet=True)  # one left up (`lab demo --keep`) runs another tree's hooks
-        two.up()
-        try:
-            yield two
-        finally:
-            two.down(quiet=True)
-
-
-@pytest.fixture
-def guests_on(labs):
-    """Define and start guests on a host; destroyed and undefined on both hosts after."""
-    made: list[Guest] = []
-
-    def start(host: Lab, *gs: Guest) -> None:
-        for g in gs:
-            for h in labs.hosts:
-                h.undefine(g)
-            host.define(g)
-            made.append(g)
-            host.start(g)
-        labs.lan_flush()
-
-    yield start
-    for g in made:
-        for h in labs.hosts:
-            h.undefine(g)
+    with two_host_lab() as two:
+        yield two
 
 
 def holds(host: Lab, g: Guest) -> dict[str, object]:
