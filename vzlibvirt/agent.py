@@ -205,7 +205,7 @@ class Agent:
         events = LibvirtEvents(self.config.agent.connect, Handlers(
             apply=self._event_apply, stopped=self._event_stopped,
             reconcile=self._event_reconcile, publish=self._event_publish,
-            withdraw=self._event_withdraw), self.stopping)
+            withdraw=self._event_withdraw), self.stopping, held=self.resources.held)
         # a migration's destination holds the LAN back until the resumed event
         self.resources.follows_events = True
         events.start()

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 from vzlibvirt import netdev
@@ -54,6 +54,9 @@ class Resources:
     # moment it resumes (the agent with [agent] connect); without, the destination
     # publishes at `started` as for any start
     follows_events: bool = False
+    # keys of domains this caller wired held back (stage incoming): the event thread
+    # publishes one whose guest runs even if libvirt's resumed event never reached it
+    held: set[str] = field(default_factory=set)
 
 
 def main(argv: list[str], stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
@@ -199,6 +202,8 @@ class DomainHook:
             held = incoming and self.resources.follows_events
             self._wire(domain, stage=Stage.INCOMING if held else Stage.PUBLISHED,
                        probe=not incoming)
+            if held:
+                self.resources.held.add(domain.key)
 
     def reconnect(self, data: bytes) -> None:
         domain = self.parse(data)
@@ -212,6 +217,7 @@ class DomainHook:
             return  # a foreign domain whose <uuid> we cannot read: nothing of it is ours
         store = self.store()
         store.take_incoming(key)  # a migration that failed before `started`
+        self.resources.held.discard(key)
         if not record_path(self.config.state.dir, key).exists():
             return  # nothing recorded: a refused start, or the second of stopped/release
         from vzlibvirt.engine import unwire

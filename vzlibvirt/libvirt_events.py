@@ -11,7 +11,10 @@ events on each URI of `[agent] connect` and hands the agent what changed:
   host devices are gone (a safety net for a `stopped` hook that failed or never ran);
 - LIFECYCLE of a live migration (migration.action): resumed after the migration, the
   domain's live XML to publish; suspended or stopped for it, the key to withdraw;
-- a (re)connection: the live XML of every running domain, to reconcile.
+- a (re)connection: the live XML of every running domain, to reconcile;
+- every HELD_CHECK_S while a migration's destination holds a guest back (`held`, keys
+  the agent's `started` wired at stage incoming): the guest's state, published once it
+  runs, should libvirt's resumed event have been lost.
 
 The LXC driver sends no device events at all, so the agent's netlink watcher fills in:
 a new veth that no record names after a moment is looked up among the running
@@ -42,6 +45,7 @@ from vzlibvirt.contract import XMLNS
 log = logging.getLogger("vzlibvirt.events")
 KEEPALIVE_S, KEEPALIVE_COUNT = 2, 3  # a dead libvirtd is noticed within ~6 s at worst
 BACKOFF_MAX_S = 5.0
+HELD_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -61,17 +65,19 @@ OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after 
 @dataclass(frozen=True)
 class Job:
     uri: str
-    kind: str  # "apply" | "stopped" | "reconcile" | "owner" | PUBLISH | WITHDRAW
+    kind: str  # "apply" | "stopped" | "reconcile" | "owner" | "held" | PUBLISH | WITHDRAW
     uuid: str = ""
     dev: str = ""
     attempt: int = 0
 
 
 class LibvirtEvents:
-    def __init__(self, uris: tuple[str, ...], handlers: Handlers, stopping: threading.Event):
+    def __init__(self, uris: tuple[str, ...], handlers: Handlers, stopping: threading.Event,
+                 held: set[str] | None = None):
         self.uris = uris
         self.handlers = handlers
         self.stopping = stopping
+        self.held = held if held is not None else set()
         self.jobs: queue.Queue[Job] = queue.Queue()
         self.conns: dict[str, object] = {}
         self.connected = {uri: threading.Event() for uri in uris}
@@ -128,9 +134,11 @@ class LibvirtEvents:
             self.connected[uri].set()
             log.info("following libvirt events on %s", uri)
             self.jobs.put(Job(uri, "reconcile"))
-            while not closed.wait(0.5):
+            while not closed.wait(HELD_CHECK_S):
                 if self.stopping.is_set():
                     break
+                if self._held_uuids(driver_of(uri)):
+                    self.jobs.put(Job(uri, "held"))
             self.connected[uri].clear()
             self.conns.pop(uri, None)
             _close(conn)
@@ -222,6 +230,9 @@ class LibvirtEvents:
         if job.kind == "owner":
             self._find_owner(conn, driver, job)
             return
+        if job.kind == "held":
+            self.publish_running(conn, driver)
+            return
         try:
             dom = conn.lookupByUUIDString(job.uuid)
             active = dom.isActive()
@@ -239,6 +250,29 @@ class LibvirtEvents:
         elif active:
             self.handlers.apply(driver, xml)
 
+
+    def _held_uuids(self, driver: str) -> list[str]:
+        prefix = f"{driver}-"
+        return [k[len(prefix):] for k in list(self.held) if k.startswith(prefix)]
+
+    def publish_running(self, conn, driver: str) -> None:
+        """Held-back guests that run here by now: published (only_held, so a resumed
+        event handled meanwhile makes this a no-op); paused ones wait; gone ones are left
+        to their `stopped` hook."""
+        import libvirt
+
+        for uuid in self._held_uuids(driver):
+            try:
+                dom = conn.lookupByUUIDString(uuid)
+                if dom.state()[0] != libvirt.VIR_DOMAIN_RUNNING:
+                    continue
+                xml = dom.XMLDesc(0).encode()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                continue
+            self.held.discard(f"{driver}-{uuid}")
+            self.handlers.publish(driver, xml, True)
 
     def _find_owner(self, conn, driver: str, job: Job) -> None:
         import libvirt
