@@ -205,11 +205,44 @@ class Agent:
         events = LibvirtEvents(self.config.agent.connect, Handlers(
             apply=self._event_apply, stopped=self._event_stopped,
             reconcile=self._event_reconcile, publish=self._event_publish,
-            withdraw=self._event_withdraw), self.stopping, held=self.resources.held)
+            withdraw=self._event_withdraw, booted=self._event_booted), self.stopping,
+            held=self.resources.held)
         # a migration's destination holds the LAN back until the resumed event
         self.resources.follows_events = True
         events.start()
         return events
+
+    def _event_booted(self, dom, data: bytes) -> None:
+        """A container started: its routed IPv6 addresses out of duplicate address
+        detection at once, and the host's resolution of them, unanswered meanwhile,
+        started afresh, so IPv6 answers as soon as IPv4 does (docs/migration.md)."""
+        from vzlibvirt import guest_inside, live
+        from vzlibvirt.model import Mode
+
+        try:
+            domain = live.parse_live(data, "lxc", self.config)
+        except VzError:
+            return  # not ours, or refused: nothing of it is wired
+        todo = [(i, [str(ip) for ip in i.ips if ip.version == 6])
+                for i in domain.managed_interfaces if i.mode is Mode.ROUTED and i.mac]
+        todo = [(i, v6) for i, v6 in todo if v6]
+        if not todo:
+            return
+        try:
+            with guest_inside.container_netns(dom) as fd:
+                for iface, v6 in todo:
+                    ended = guest_inside.end_dad(fd, iface.mac, v6)
+                    if not ended:
+                        continue
+                    index = netdev.ifindex(iface.host_dev) if iface.host_dev else None
+                    if index is not None:
+                        with self.work:
+                            for ip in ended:
+                                self.resources.netlink.neigh_forget(ip, index)
+                    log.info("%s: %s without duplicate address detection", domain.name,
+                             ", ".join(ended))
+        except VzError as exc:
+            log.warning("%s: %s", domain.name, exc.line())
 
     def _event_publish(self, driver: str, data: bytes, only_held: bool) -> None:
         """A migrated guest resumed here (or on its source, the migration having failed):

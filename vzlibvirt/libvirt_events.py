@@ -9,6 +9,8 @@ events on each URI of `[agent] connect` and hands the agent what changed:
   the difference);
 - LIFECYCLE stopped: the domain's state key, which the agent unwires when the domain's
   host devices are gone (a safety net for a `stopped` hook that failed or never ran);
+- LIFECYCLE started of a container: the domain and its live XML, so the agent ends the
+  duplicate address detection of its routed IPv6 addresses (guest_inside.end_dad);
 - LIFECYCLE of a live migration (migration.action): resumed after the migration, the
   domain's live XML to publish; suspended or stopped for it, the key to withdraw;
 - a (re)connection: the live XML of every running domain, to reconcile;
@@ -57,6 +59,7 @@ class Handlers:
     reconcile: Callable[[str, list[bytes]], None]  # driver, live XML of running domains
     publish: Callable[[str, bytes, bool], None]  # driver, live XML, only if held back
     withdraw: Callable[[str], None]  # state key
+    booted: Callable[[object, bytes], None] | None = None  # a started container, live XML
 
 
 OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after it exists
@@ -65,7 +68,7 @@ OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after 
 @dataclass(frozen=True)
 class Job:
     uri: str
-    kind: str  # "apply" | "stopped" | "reconcile" | "owner" | "held" | PUBLISH | WITHDRAW
+    kind: str  # apply | stopped | booted | reconcile | owner | held | PUBLISH | WITHDRAW
     uuid: str = ""
     dev: str = ""
     attempt: int = 0
@@ -189,6 +192,8 @@ class LibvirtEvents:
                 self.jobs.put(Job(uri, moved, dom.UUIDString()))
             if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
                 self.jobs.put(Job(uri, "stopped", dom.UUIDString()))
+            elif event == libvirt.VIR_DOMAIN_EVENT_STARTED and driver_of(uri) == "lxc":
+                self.jobs.put(Job(uri, "booted", dom.UUIDString()))
 
         conn.registerCloseCallback(lambda *_a: closed.set(), None)
         conn.setKeepAlive(KEEPALIVE_S, KEEPALIVE_COUNT)
@@ -244,6 +249,9 @@ class LibvirtEvents:
         if job.kind == "stopped":
             if not active:
                 self.handlers.stopped(f"{driver}-{job.uuid}")
+        elif job.kind == "booted":
+            if active and self.handlers.booted is not None:
+                self.handlers.booted(dom, xml)
         elif job.kind == migration.PUBLISH:
             if active:
                 self.handlers.publish(driver, xml, False)

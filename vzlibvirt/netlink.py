@@ -196,6 +196,13 @@ class Netlink:
         return try_remove(lambda: self.ipr.neigh("del", dst=dst, ifindex=index,
                                                flags=NTF_PROXY, family=family))
 
+    def neigh_forget(self, dst: str, index: int) -> bool:
+        """Drop the device's (not proxy) neighbour entry for DST: an unanswered
+        resolution is started afresh by the next packet instead of its 1 s retry."""
+        family = AF[6 if ":" in dst else 4]
+        return try_remove(lambda: self.ipr.neigh("del", dst=dst, ifindex=index,
+                                               family=family))
+
     def pneigh_present(self, dst: str, index: int) -> bool:
         family = AF[6 if ":" in dst else 4]
         try:

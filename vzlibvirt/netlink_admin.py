@@ -19,6 +19,7 @@ from vzlibvirt.netlink import (
 )
 
 IFA_F_PERMANENT = 0x80
+IFA_F_TENTATIVE = 0x40  # duplicate address detection still running
 IFA_SETTABLE = 0x02 | 0x10 | 0x100 | 0x200 | 0x400  # nodad, homeaddress, mngtmpaddr, ...
 RT_TABLE_LOCAL = 255
 RTPROT_KERNEL = 2
@@ -112,6 +113,13 @@ class BridgeNetlink(Netlink):
                 broadcast=m.get_attr("IFA_BROADCAST"), label=m.get_attr("IFA_LABEL"),
             ))
         return out
+
+    def tentative6(self, index: int) -> list[tuple[str, int]]:
+        """(address, prefixlen) of the device's IPv6 addresses still in duplicate
+        address detection: they receive nothing until it ends."""
+        return [(m.get_attr("IFA_ADDRESS"), m["prefixlen"])
+                for m in self.ipr.get_addr(index=index, family=socket.AF_INET6)
+                if (m.get_attr("IFA_FLAGS") or m["flags"]) & IFA_F_TENTATIVE]
 
     def addr_add_spec(self, index: int, spec: AddrSpec, extra_flags: int = 0,
                       label: str | None = None) -> bool:

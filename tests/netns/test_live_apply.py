@@ -5,6 +5,8 @@ a refused change is applied not at all."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +90,49 @@ def test_addresses_inside_a_guest_namespace(topo):
         assert "198.51.100.101/32" in out
     finally:
         os.close(fd)
+
+
+def test_end_dad_inside_a_guest_namespace(topo):
+    """A container start's IPv6 addresses: libvirt adds them with duplicate address
+    detection, which keeps them deaf; end_dad puts exactly the named tentative ones back
+    without it, and the host forgets its unanswered resolution of them."""
+    import os
+
+    from vzlibvirt.guest_inside import end_dad
+
+    g = topo.add_guest("ct1", ["198.51.100.101"])
+    # DAD that lasts: 50 probes, one a second
+    topo.ip(g.ns, "link", "set", g.guest_dev, "up")
+    subprocess.run(["ip", "netns", "exec", g.ns, "sysctl", "-qw",
+                    f"net.ipv6.conf.{g.guest_dev}.accept_dad=1",
+                    f"net.ipv6.conf.{g.guest_dev}.dad_transmits=50"], check=True)
+    for ip in ("2001:db8:100::160", "2001:db8:100::161"):
+        topo.ip(g.ns, "addr", "add", f"{ip}/128", "dev", g.guest_dev)
+    out = topo.ip(g.ns, "-o", "-6", "addr", "show", "dev", g.guest_dev, "scope", "global")
+    assert out.count("tentative") == 2, out
+    fd = os.open(f"/run/netns/{g.ns}", os.O_RDONLY)
+    try:
+        assert end_dad(fd, g.mac, ["2001:db8:100::160", "2001:db8:100::170",
+                                   "198.51.100.101"]) == ["2001:db8:100::160"]
+        assert end_dad(fd, g.mac, ["198.51.100.101"]) == []  # IPv4 has no DAD
+    finally:
+        os.close(fd)
+    lines = topo.ip(g.ns, "-o", "-6", "addr", "show", "dev", g.guest_dev,
+                    "scope", "global").splitlines()
+    by_ip = {ln.split()[3]: ln for ln in lines}
+    assert "tentative" not in by_ip["2001:db8:100::160/128"], lines
+    assert "tentative" in by_ip["2001:db8:100::161/128"], lines  # not named: untouched
+
+    # the host side: an unanswered resolution is dropped, a second call finds nothing
+    topo.ip(topo.host, "neigh", "replace", "2001:db8:100::160", "dev", g.host_dev,
+            "lladdr", g.mac, "nud", "stale")
+    forget = ("import socket; from vzlibvirt.netlink import Netlink\n"
+              "with Netlink() as nl:\n"
+              f"    i = socket.if_nametoindex({g.host_dev!r})\n"
+              "    print(nl.neigh_forget('2001:db8:100::160', i),"
+              " nl.neigh_forget('2001:db8:100::160', i))")
+    r = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, "-c", forget],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["True", "False"], r
+    assert "2001:db8:100::160" not in topo.ip(topo.host, "-6", "neigh", "show",
+                                              "dev", g.host_dev)
