@@ -64,6 +64,11 @@ class KernelTables:
                 for data, off, _end in self._dump(RTM_GETLINK, body)}
         return self._cache["links"]
 
+    def raw_links(self) -> Iterator[tuple[bytes, int, int]]:
+        """Every RTM_NEWLINK message of a link dump, undecoded (link_events.py reads them)."""
+        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
+        return self._dump(RTM_GETLINK, body)
+
     def addresses(self) -> set[tuple[int, str, int]]:
         """(ifindex, address, prefixlen) of the host-prefix addresses (/32, /128)."""
         if "addrs" not in self._cache:
