@@ -30,6 +30,7 @@ from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
 from vzlibvirt.errors import EXIT_OK, VzError
+from vzlibvirt.link_events import RCVBUF_START
 from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
@@ -57,6 +58,8 @@ class Agent:
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
+        self.link_rcvbuf = RCVBUF_START  # the link-event socket's; an overflow raises it
+        self.watching = threading.Event()  # set once link events are followed
         from vzlibvirt.netlink import Netlink
 
         self.resources = hookmod.Resources(config=config, netlink=Netlink(), store=self.store)
@@ -277,8 +280,9 @@ class Agent:
 
         while not self.stopping.is_set():
             try:
-                with LinkWatch() as watch:
+                with LinkWatch(self.link_rcvbuf) as watch:
                     links = LinkTracker(watch.dump())
+                    self.watching.set()
                     while not self.stopping.is_set():
                         try:
                             events = watch.read()
