@@ -60,6 +60,7 @@ class Agent:
         self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
         self.link_rcvbuf = RCVBUF_START  # the link-event socket's; an overflow raises it
         self.watching = threading.Event()  # set once link events are followed
+        self._resync_memo: dict = {}  # resync.py's checks per record, kept between passes
         from vzlibvirt.netlink import Netlink
 
         self.resources = hookmod.Resources(config=config, netlink=Netlink(), store=self.store)
@@ -261,7 +262,7 @@ class Agent:
         from vzlibvirt.resync import resync
 
         with self.work:
-            return resync(self.store, self.resources.netlink, self.index)
+            return resync(self.store, self.resources.netlink, self.index, self._resync_memo)
 
     # netlink events
     def _watch_events(self) -> None:

@@ -84,15 +84,18 @@ class KernelTables:
             self._cache["addrs"] = out
         return self._cache["addrs"]
 
-    def routes(self) -> set[tuple[str, int, int]]:
-        """(dst, prefixlen, oif) of the host routes of the main table."""
-        if "routes" not in self._cache:
+    def routes(self, protocol: int = 0) -> set[tuple[str, int, int]]:
+        """(dst, prefixlen, oif) of the host routes of the main table; of one PROTOCOL
+        only when given (the kernel then sends only those)."""
+        name = f"routes{protocol}"
+        if name not in self._cache:
             out = set()
             for family in (socket.AF_INET, socket.AF_INET6):
-                body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+                body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, protocol, 0,
+                                   0, 0)
                 for data, off, end in self._dump(RTM_GETROUTE, body):
                     fam, dlen = data[off], data[off + 1]
-                    if dlen not in (32, 128):
+                    if dlen not in (32, 128) or (protocol and data[off + 5] != protocol):
                         continue
                     dst = oif = None
                     table = data[off + 4]
@@ -110,8 +113,8 @@ class KernelTables:
                         pos += (alen + 3) & ~3
                     if dst is not None and oif is not None and table == RT_TABLE_MAIN:
                         out.add((socket.inet_ntop(fam, dst), dlen, oif))
-            self._cache["routes"] = out
-        return self._cache["routes"]
+            self._cache[name] = out
+        return self._cache[name]
 
     def proxies(self) -> set[tuple[str, int]]:
         """(dst, ifindex) of every proxy-neighbour entry."""

@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vzlibvirt.contract import ROUTE_PROTOCOL
 from vzlibvirt.entries import Address, Entry, LinkUp, ProxyNeighbour, Route
 from vzlibvirt.state import DomainRecord, RecordIndex, StateStore
 
@@ -37,50 +38,81 @@ class Pass:
     failed: list[str] = field(default_factory=list)
 
 
-def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> Pass:
+Checks = list[tuple[str, tuple, Entry]]  # (table, the key a dump of it holds, entry)
+
+
+def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
+           memo: dict[str, tuple[DomainRecord, Checks]] | None = None) -> Pass:
     """Compare every wired record's entries with the kernel and re-add what is missing.
 
     Entries on a device that no longer has the recorded ifindex are skipped (the device
     went away with its entries; the guest's stop or `reconcile` deals with that). A
     missing entry on a device that is down is re-added only when the record also brings
     that device up (a guest's own device); a neighbour device someone took down is left
-    down, and the agent re-publishes the moment it comes back up.
+    down, and the agent re-publishes the moment it comes back up. A long-lived caller
+    passes MEMO (kept between passes), so each record's checks are worked out once and a
+    pass is a few dumps and set lookups.
     """
     from vzlibvirt.kernel_tables import KernelTables
 
     done = Pass()
+    memo = {} if memo is None else memo
     with store.locked():
         index = index or RecordIndex(store)
         index.refresh()
         records = [r for r in index.all() if r.phase == "wired"]
+        if len(memo) > len(records):  # forget the checks of records gone
+            keep = {r.key for r in records}
+            for key in [k for k in memo if k not in keep]:
+                del memo[key]
         if not records:
             return done
-        names = dict(socket.if_nameindex())
-        missing: list[tuple[DomainRecord, Entry]] = []
+        absent: list[tuple[DomainRecord, Entry]] = []
         with KernelTables() as kt:
+            tables = _Tables(kt)
             for record in records:
-                for entry in record.owned_entries():
-                    present = _present(entry, kt)
-                    if present is None:
-                        continue
-                    done.checked += 1
-                    if not present and names.get(entry.ifindex) == entry.dev:
-                        missing.append((record, entry))
+                known = memo.get(record.key)
+                if known is None or known[0] is not record:
+                    known = memo[record.key] = (record, _checks(record))
+                for table, key, entry in known[1]:
+                    if key not in tables[table]:
+                        absent.append((record, entry))
+                done.checked += len(known[1])
+        # only on the device that still has the recorded index (read when needed: a
+        # list of every device costs more than the whole comparison)
+        names = dict(socket.if_nameindex()) if absent else {}
+        missing = [(r, e) for r, e in absent if names.get(e.ifindex) == e.dev]
         if missing:
             with nl.transaction():
                 _repair_all(missing, nl, done)
     return done
 
 
-def _present(entry: Entry, kt) -> bool | None:
-    """Presence from the dumps; None for kinds the pass does not compare."""
-    if isinstance(entry, Route):
-        return (entry.dst, entry.prefixlen, entry.ifindex) in kt.routes()
-    if isinstance(entry, ProxyNeighbour):
-        return (entry.dst, entry.ifindex) in kt.proxies()
-    if isinstance(entry, Address):
-        return (entry.ifindex, entry.address, entry.prefixlen) in kt.addresses()
-    return None
+def _checks(record: DomainRecord) -> Checks:
+    """The entries a pass compares, each with the table and key that show it present;
+    the other kinds (settings, nft elements) are `reconcile`'s."""
+    out: Checks = []
+    for entry in record.owned_entries():
+        if isinstance(entry, Route):
+            out.append(("routes", (entry.dst, entry.prefixlen, entry.ifindex), entry))
+        elif isinstance(entry, ProxyNeighbour):
+            out.append(("proxies", (entry.dst, entry.ifindex), entry))
+        elif isinstance(entry, Address):
+            out.append(("addresses", (entry.ifindex, entry.address, entry.prefixlen), entry))
+    return out
+
+
+class _Tables(dict):
+    """A kernel table's dump, read the first time a check asks for it."""
+
+    def __init__(self, kt) -> None:
+        super().__init__()
+        self.kt = kt
+
+    def __missing__(self, table: str) -> set:
+        self[table] = (self.kt.routes(ROUTE_PROTOCOL) if table == "routes"
+                       else getattr(self.kt, table)())
+        return self[table]
 
 
 def _repair_all(missing: list, nl, done: Pass) -> None:
@@ -102,7 +134,8 @@ def _repair(name: str, entry, nl, done: Pass) -> None:
     from vzlibvirt.netlink import error_text
 
     try:
-        entry.add(nl)
+        if not entry.add(nl):
+            return  # there after all (a route of another protocol on the same device)
     except Exception as exc:  # one entry's failure must not stop the pass
         line = f"{name}: could not re-add {entry.describe()}: {error_text(exc)}"
         done.failed.append(line)

@@ -354,8 +354,9 @@ class RecordIndex:
         with self._lock:
             self._written = set()
             seen = dict(self._seen)
+        domains = str(self.store.domains)  # plain strings: pathlib costs more than the stat
         try:
-            names = os.listdir(self.store.domains)
+            names = os.listdir(domains)
         except FileNotFoundError:
             names = []
         current = {}
@@ -364,7 +365,7 @@ class RecordIndex:
             if key is None:
                 continue
             try:
-                mtime = os.stat(self.store.domains / name).st_mtime_ns
+                mtime = os.stat(os.path.join(domains, name)).st_mtime_ns
                 old = seen.get(key)
                 if old is not None and old[0] == mtime:
                     current[key] = old
