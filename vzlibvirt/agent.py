@@ -60,7 +60,7 @@ class Agent:
         self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
         self.link_rcvbuf = RCVBUF_START  # the link-event socket's; an overflow raises it
         self.watching = threading.Event()  # set once link events are followed
-        self._resync_memo: dict = {}  # resync.py's checks per record, kept between passes
+        self._resync_memory = None  # resync.Memory, kept between passes
         from vzlibvirt.netlink import Netlink
 
         self.resources = hookmod.Resources(config=config, netlink=Netlink(), store=self.store)
@@ -259,10 +259,12 @@ class Agent:
                 log.error("resync: %s: %s", type(exc).__name__, exc)
 
     def resync(self):
-        from vzlibvirt.resync import resync
+        from vzlibvirt.resync import Memory, resync
 
         with self.work:
-            return resync(self.store, self.resources.netlink, self.index, self._resync_memo)
+            if self._resync_memory is None:
+                self._resync_memory = Memory()
+            return resync(self.store, self.resources.netlink, self.index, self._resync_memory)
 
     # netlink events
     def _watch_events(self) -> None:

@@ -36,55 +36,105 @@ class Pass:
     checked: int = 0
     repaired: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unchanged: bool = False  # records and kernel tables as at the last clean pass
 
 
 Checks = list[tuple[str, tuple, Entry]]  # (table, the key a dump of it holds, entry)
 
 
+@dataclass
+class Memory:
+    """What a long-lived caller (the agent) keeps between passes, so that a pass over an
+    unchanged host costs the kernel's dumps and one hash of them: each record's checks,
+    worked out once; one dump socket (the same socket and sequence numbers make the
+    same answer byte-identical); the fingerprint of the tables after the last pass that
+    found nothing missing."""
+
+    checks: dict[str, tuple[DomainRecord, Checks]] = field(default_factory=dict)
+    clean: bytes | None = None
+    checked: int = 0
+    kt: object | None = None
+
+    def tables(self):
+        from vzlibvirt.kernel_tables import KernelTables
+
+        if self.kt is None:
+            self.kt = KernelTables()
+        self.kt.reset()
+        return self.kt
+
+    def close(self) -> None:
+        if self.kt is not None:
+            self.kt.close()
+            self.kt = None
+
+    def update(self, records: list[DomainRecord]) -> bool:
+        """Bring the checks up to RECORDS; whether any changed."""
+        changed = len(self.checks) != len(records)
+        if changed:
+            keep = {r.key for r in records}
+            for key in [k for k in self.checks if k not in keep]:
+                del self.checks[key]
+        for record in records:
+            known = self.checks.get(record.key)
+            if known is None or known[0] is not record:
+                self.checks[record.key] = (record, _checks(record))
+                changed = True
+        return changed
+
+
 def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
-           memo: dict[str, tuple[DomainRecord, Checks]] | None = None) -> Pass:
+           memory: Memory | None = None) -> Pass:
     """Compare every wired record's entries with the kernel and re-add what is missing.
 
     Entries on a device that no longer has the recorded ifindex are skipped (the device
     went away with its entries; the guest's stop or `reconcile` deals with that). A
     missing entry on a device that is down is re-added only when the record also brings
     that device up (a guest's own device); a neighbour device someone took down is left
-    down, and the agent re-publishes the moment it comes back up. A long-lived caller
-    passes MEMO (kept between passes), so each record's checks are worked out once and a
-    pass is a few dumps and set lookups.
+    down, and the agent re-publishes the moment it comes back up. With MEMORY (kept
+    between passes), a pass whose records and kernel answers equal those of the last
+    clean pass ends after the dumps (`Pass.unchanged`).
     """
-    from vzlibvirt.kernel_tables import KernelTables
+    mem = memory or Memory()
+    try:
+        with store.locked():
+            index = index or RecordIndex(store)
+            index.refresh()
+            return _pass([r for r in index.all() if r.phase == "wired"], nl, mem)
+    finally:
+        if memory is None:
+            mem.close()
 
+
+def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory) -> Pass:
     done = Pass()
-    memo = {} if memo is None else memo
-    with store.locked():
-        index = index or RecordIndex(store)
-        index.refresh()
-        records = [r for r in index.all() if r.phase == "wired"]
-        if len(memo) > len(records):  # forget the checks of records gone
-            keep = {r.key for r in records}
-            for key in [k for k in memo if k not in keep]:
-                del memo[key]
-        if not records:
-            return done
-        absent: list[tuple[DomainRecord, Entry]] = []
-        with KernelTables() as kt:
-            tables = _Tables(kt)
-            for record in records:
-                known = memo.get(record.key)
-                if known is None or known[0] is not record:
-                    known = memo[record.key] = (record, _checks(record))
-                for table, key, entry in known[1]:
-                    if key not in tables[table]:
-                        absent.append((record, entry))
-                done.checked += len(known[1])
-        # only on the device that still has the recorded index (read when needed: a
-        # list of every device costs more than the whole comparison)
-        names = dict(socket.if_nameindex()) if absent else {}
-        missing = [(r, e) for r, e in absent if names.get(e.ifindex) == e.dev]
-        if missing:
-            with nl.transaction():
-                _repair_all(missing, nl, done)
+    changed = mem.update(records)
+    if not records:
+        mem.clean = None
+        return done
+    kt = mem.tables()
+    wanted = sorted({table for r in records for table, _, _ in mem.checks[r.key][1]})
+    fingerprint = kt.fingerprint(*wanted, protocol=ROUTE_PROTOCOL)
+    if not changed and fingerprint == mem.clean:
+        done.checked, done.unchanged = mem.checked, True
+        return done
+    absent: list[tuple[DomainRecord, Entry]] = []
+    tables = _Tables(kt)
+    for record in records:
+        checks = mem.checks[record.key][1]
+        for table, key, entry in checks:
+            if key not in tables[table]:
+                absent.append((record, entry))
+        done.checked += len(checks)
+    # only on the device that still has the recorded index (read when needed: a
+    # list of every device costs more than the whole comparison)
+    names = dict(socket.if_nameindex()) if absent else {}
+    missing = [(r, e) for r, e in absent if names.get(e.ifindex) == e.dev]
+    # a repair changes the tables: the next pass compares again and finds them whole
+    mem.clean, mem.checked = (None if missing else fingerprint), done.checked
+    if missing:
+        with nl.transaction():
+            _repair_all(missing, nl, done)
     return done
 
 
