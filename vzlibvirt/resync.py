@@ -51,6 +51,7 @@ class Memory:
     found nothing missing."""
 
     checks: dict[str, tuple[DomainRecord, Checks]] = field(default_factory=dict)
+    wanted: list[str] = field(default_factory=list)  # the tables those checks read
     clean: bytes | None = None
     checked: int = 0
     kt: object | None = None
@@ -80,6 +81,9 @@ class Memory:
             if known is None or known[0] is not record:
                 self.checks[record.key] = (record, _checks(record))
                 changed = True
+        if changed:
+            self.wanted = sorted({table for _, checks in self.checks.values()
+                                  for table, _, _ in checks})
         return changed
 
 
@@ -113,8 +117,7 @@ def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory) -> Pass:
         mem.clean = None
         return done
     kt = mem.tables()
-    wanted = sorted({table for r in records for table, _, _ in mem.checks[r.key][1]})
-    fingerprint = kt.fingerprint(*wanted, protocol=ROUTE_PROTOCOL)
+    fingerprint = kt.fingerprint(*mem.wanted, protocol=ROUTE_PROTOCOL)
     if not changed and fingerprint == mem.clean:
         done.checked, done.unchanged = mem.checked, True
         return done
