@@ -117,18 +117,21 @@ def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory) -> Pass:
         mem.clean = None
         return done
     kt = mem.tables()
-    fingerprint = kt.fingerprint(*mem.wanted, protocol=ROUTE_PROTOCOL)
-    if not changed and fingerprint == mem.clean:
-        done.checked, done.unchanged = mem.checked, True
-        return done
-    absent: list[tuple[DomainRecord, Entry]] = []
-    tables = _Tables(kt)
-    for record in records:
-        checks = mem.checks[record.key][1]
-        for table, key, entry in checks:
-            if key not in tables[table]:
-                absent.append((record, entry))
-        done.checked += len(checks)
+    try:
+        fingerprint = kt.fingerprint(*mem.wanted, protocol=ROUTE_PROTOCOL)
+        if not changed and fingerprint == mem.clean:
+            done.checked, done.unchanged = mem.checked, True
+            return done
+        absent: list[tuple[DomainRecord, Entry]] = []
+        tables = _Tables(kt)
+        for record in records:
+            checks = mem.checks[record.key][1]
+            for table, key, entry in checks:
+                if key not in tables[table]:
+                    absent.append((record, entry))
+            done.checked += len(checks)
+    finally:
+        kt.reset()  # the dumps are megabytes at 10,000 guests: not kept between passes
     # only on the device that still has the recorded index (read when needed: a
     # list of every device costs more than the whole comparison)
     names = dict(socket.if_nameindex()) if absent else {}
