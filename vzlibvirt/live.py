@@ -20,7 +20,7 @@ from vzlibvirt.engine import Outcome, check_claims, unwire, wire
 from vzlibvirt.errors import EXIT_OK, EXIT_REFUSED, VzError
 from vzlibvirt.model import Domain, Driver
 from vzlibvirt.modes import plugin_for
-from vzlibvirt.state import StateStore
+from vzlibvirt.state import Stage, StateStore
 from vzlibvirt.wiring import WireContext
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def check(data: bytes, driver: str, config: Config, store: StateStore, nl: Netli
         return domain
     previous = store.load(domain.key)
     prev = {i.mac: i for i in previous.interfaces} if previous else {}
-    ctx = WireContext(domain, config, nl, store)
+    ctx = WireContext(domain, config, nl, store,
+                      previous.stage if previous else Stage.PUBLISHED)
     with nl.transaction():
         for iface in domain.managed_interfaces:
             try:
