@@ -68,7 +68,8 @@ def outer(args) -> int:
         p = subprocess.run(["ip", "netns", "exec", topo.host, sys.executable, __file__,
                             "--inner", "--rounds", str(args.rounds), "--guests",
                             args.guests, "--peer-ns", peers, "--idle-seconds",
-                            str(args.idle_seconds)], stdout=subprocess.PIPE, text=True)
+                            str(args.idle_seconds), "--settle-seconds",
+                            str(args.settle_seconds)], stdout=subprocess.PIPE, text=True)
         if p.returncode != 0:
             return p.returncode
         report(json.loads(p.stdout.splitlines()[-1]))
@@ -147,7 +148,7 @@ def _inner(args, work: Path) -> int:
         agent = start_agent(config, sock)
         try:
             row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
-            row.update(agent_idle(agent.pid, args.idle_seconds))
+            row.update(agent_idle(agent.pid, args.idle_seconds, args.settle_seconds))
         finally:
             agent.stop(timeout=10)
         res["sizes"][str(n)] = row
@@ -182,9 +183,11 @@ def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
     return statistics.median(totals[1:]) * 1000  # the first round warms caches
 
 
-def agent_idle(pid: int, seconds: float) -> dict:
+def agent_idle(pid: int, seconds: float, settle: float) -> dict:
     """The agent's resident memory after serving the rounds, and its CPU while nothing
-    happens for SECONDS (its periodic resync included)."""
+    happens for SECONDS (its periodic resync included), after SETTLE seconds in which
+    it finishes what the rounds left (its first resync pass, the rescan of the records
+    the rounds wrote)."""
     def cpu() -> float:
         with open(f"/proc/{pid}/stat") as fh:
             f = fh.read().rsplit(")", 1)[1].split()
@@ -192,6 +195,7 @@ def agent_idle(pid: int, seconds: float) -> dict:
 
     with open(f"/proc/{pid}/status") as fh:
         rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:"))
+    time.sleep(settle)
     c0, t0 = cpu(), time.monotonic()
     time.sleep(seconds)
     return {"rss_mb": rss / 1024, "idle_cpu_pct": 100 * (cpu() - c0) / (time.monotonic() - t0)}
@@ -262,6 +266,9 @@ def main() -> int:
     parser.add_argument("--guests", default="1,1001,10001", help="host sizes, comma-separated")
     parser.add_argument("--idle-seconds", type=float, default=25,
                         help="how long the agent's idle CPU is measured at each size")
+    parser.add_argument("--settle-seconds", type=float, default=15,
+                        help="wait this long after the rounds before measuring idle CPU "
+                             "(the default resync_s is 10)")
     parser.add_argument("--peer-ns", help=argparse.SUPPRESS)
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

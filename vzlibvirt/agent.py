@@ -22,6 +22,7 @@ import os
 import socket
 import struct
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
@@ -29,6 +30,7 @@ from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
 from vzlibvirt.errors import EXIT_OK, VzError
+from vzlibvirt.link_events import RCVBUF_START
 from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
@@ -49,16 +51,19 @@ class Agent:
         self.config = config
         self.socket_path = Path(socket_path or config.agent.socket)
         self.store = StateStore(config.state.dir)
-        self.index = RecordIndex(self.store)
+        self.index = RecordIndex(self.store, observe=True)
         self.work = threading.Lock()  # one engine call at a time; each takes milliseconds
         self.stopping = threading.Event()
         self._config_mtime = self._mtime()
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self.libvirt = None  # LibvirtEvents once serving, when [agent] connect names URIs
+        self.link_rcvbuf = RCVBUF_START  # the link-event socket's; an overflow raises it
+        self.watching = threading.Event()  # set once link events are followed
+        self._resync_memory = None  # resync.Memory, kept between passes
         from vzlibvirt.netlink import Netlink
 
-        self.resources = hookmod.Resources(config=config, netlink=Netlink())
+        self.resources = hookmod.Resources(config=config, netlink=Netlink(), store=self.store)
 
     # lifecycle
     def acquire(self) -> None:
@@ -320,10 +325,12 @@ class Agent:
                 log.error("resync: %s: %s", type(exc).__name__, exc)
 
     def resync(self):
-        from vzlibvirt.resync import resync
+        from vzlibvirt.resync import Memory, resync
 
         with self.work:
-            return resync(self.store, self.resources.netlink, self.index)
+            if self._resync_memory is None:
+                self._resync_memory = Memory()
+            return resync(self.store, self.resources.netlink, self.index, self._resync_memory)
 
     # netlink events
     def _watch_events(self) -> None:
@@ -335,62 +342,57 @@ class Agent:
         IFF_LOWER_UP) matter; address changes do not touch our entries. A device seen up
         for the first time is new (a guest starting): its hook is wiring it, and the agent
         stays out of the way, so starting guests costs no event work however many guests
-        the host has.
+        the host has. Lost events (an overflow in a burst) are made up for by comparing a
+        fresh dump of the links with what the watcher knew.
         """
-        from pyroute2 import IPRoute
+        from vzlibvirt.link_events import LinkWatch, Overflow
 
-        up: dict[int, bool] = {}
-        ever_up: set[int] = set()
-        with IPRoute() as ipr:
-            ipr.bind(groups=0x1)  # RTMGRP_LINK
-            for msg in ipr.get_links():
-                up[msg["index"]] = _running(msg["flags"])
-                if up[msg["index"]]:
-                    ever_up.add(msg["index"])
-            while not self.stopping.is_set():
-                try:
-                    msgs = ipr.get()
-                except Exception as exc:  # a broken socket must not kill the agent
-                    log.error("netlink events: %s", exc)
-                    continue
-                devs: set[str] = set()
-                gone: list[tuple[str, int]] = []
-                new: list[str] = []
-                for msg in msgs:
-                    index = msg.get("index")
-                    if msg.get("event") == "RTM_DELLINK":
-                        up.pop(index, None)
-                        ever_up.discard(index)
-                        gone.append((msg.get_attr("IFLA_IFNAME"), index))
-                    elif msg.get("event") == "RTM_NEWLINK":
-                        if index not in up and _kind(msg) == "veth":
-                            new.append(msg.get_attr("IFLA_IFNAME"))
-                        is_up = _running(msg["flags"])
-                        if is_up and up.get(index) is False and index in ever_up:
-                            devs.add(msg.get_attr("IFLA_IFNAME"))
-                        up[index] = is_up
-                        if is_up:
-                            ever_up.add(index)
-                for dev in sorted(d for d in devs if d):
-                    self.heal(dev)
-                for dev, index in gone:
-                    if dev:
-                        self.forget_guest_device(dev, index)
-                for dev in new:
-                    if dev and self.libvirt is not None:
-                        timer = threading.Timer(NEW_DEVICE_GRACE_S, self._unclaimed, (dev,))
-                        timer.daemon = True
-                        timer.start()
+        while not self.stopping.is_set():
+            try:
+                with LinkWatch(self.link_rcvbuf) as watch:
+                    links = LinkTracker(watch.dump())
+                    self.watching.set()
+                    while not self.stopping.is_set():
+                        try:
+                            events = watch.read()
+                        except Overflow as exc:
+                            log.warning("netlink events: %s; links re-read, entries "
+                                        "compared with the kernel", exc)
+                            self._on_link_events(links.feed(links.missed(watch.dump())))
+                            self._catch_up()  # a lost down-up of a device shows nowhere else
+                            continue
+                        self._on_link_events(links.feed(events))
+            except Exception as exc:  # a broken socket must not kill the agent
+                log.error("netlink events: %s: %s (watching again in 1 s)",
+                          type(exc).__name__, exc)
+                self.stopping.wait(1.0)
+
+    def _catch_up(self) -> None:
+        """Put back whatever the kernel dropped while link events were lost: one resync
+        pass (a few dumps) instead of re-publishing on every device."""
+        self.index.refresh()
+        done = self.resync()
+        if done.repaired or done.failed:
+            log.info("after lost link events: %d entries re-added, %d failed",
+                     len(done.repaired), len(done.failed))
+
+    def _on_link_events(self, todo: LinkWork) -> None:
+        for dev in todo.up_again:
+            self.heal(dev)
+        for dev, index in todo.gone:
+            self.forget_guest_device(dev, index)
+        for dev in todo.new_veths:
+            if self.libvirt is not None:
+                timer = threading.Timer(NEW_DEVICE_GRACE_S, self._unclaimed, (dev,))
+                timer.daemon = True
+                timer.start()
 
     def _unclaimed(self, dev: str) -> None:
         """A new veth that no hook has wired by now: maybe a container's hot-plugged
         interface (the LXC driver sends no device event)."""
         if netdev.ifindex(dev) is None:
             return  # gone again (the container end of a veth moves into the container)
-        with self.work:
-            self.index.refresh()
-            claimed = bool(self.index.records_for(dev))
-        if not claimed:
+        if not self.index.records_for(dev):  # our own hook's write is in it already
             self.libvirt.owner_of(dev)
 
     def _keep_index_warm(self) -> None:
@@ -411,9 +413,11 @@ class Agent:
         from vzlibvirt.engine import unwire
 
         forgotten = []
-        with self.work:
-            self.index.refresh()
-            for record in self.index.records_for(dev):
+        with self.work:  # no rescan: the index holds our own writes, the refresher the rest
+            for indexed in self.index.records_for(dev):
+                record = self.store.load(indexed.key)  # the file, should the index lag
+                if record is None:
+                    continue
                 devices = [(i.host_dev, i.ifindex) for i in record.interfaces]
                 if (dev, ifindex) not in devices:
                     continue
@@ -462,9 +466,57 @@ def main(argv: list[str]) -> int:
     return run_foreground("vzlibvirt-agent", start)
 
 
-def _kind(msg) -> str | None:
-    info = msg.get_attr("IFLA_LINKINFO")
-    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+@dataclass
+class LinkWork:
+    """What a batch of link events asks of the agent."""
+
+    up_again: list[str] = field(default_factory=list)  # heal: entries may be flushed
+    gone: list[tuple[str, int]] = field(default_factory=list)  # (name, ifindex)
+    new_veths: list[str] = field(default_factory=list)  # maybe a hot-plugged interface
+
+
+class LinkTracker:
+    """Which devices are up (with carrier), and which ever were: the watcher's memory,
+    a few bytes per device."""
+
+    def __init__(self, links: dict):
+        self.up = {index: _running(link.flags) for index, link in links.items()}
+        self.names = {index: link.name for index, link in links.items()}
+        self.ever_up = {index for index, up in self.up.items() if up}
+
+    def feed(self, events) -> LinkWork:
+        work = LinkWork()
+        up_again: set[str] = set()
+        for ev in events:
+            if ev.gone:
+                self.up.pop(ev.index, None)
+                self.ever_up.discard(ev.index)
+                name = self.names.pop(ev.index, None) or ev.name
+                if name:
+                    work.gone.append((name, ev.index))
+                continue
+            if ev.index not in self.up and ev.kind == "veth" and ev.name:
+                work.new_veths.append(ev.name)
+            is_up = _running(ev.flags)
+            if is_up and self.up.get(ev.index) is False and ev.index in self.ever_up \
+                    and ev.name:
+                up_again.add(ev.name)
+            self.up[ev.index] = is_up
+            if ev.name:
+                self.names[ev.index] = ev.name
+            if is_up:
+                self.ever_up.add(ev.index)
+        work.up_again = sorted(up_again)
+        return work
+
+    def missed(self, now: dict) -> list:
+        """The events that turn what we knew into NOW (a fresh dump): the devices that
+        vanished, then every device as it is (feed() picks out the changes)."""
+        from vzlibvirt.link_events import LinkEvent
+
+        gone = [LinkEvent(index, self.names.get(index, ""), 0, None, gone=True)
+                for index in self.up if index not in now]
+        return [*gone, *now.values()]
 
 
 def _running(flags: int) -> bool:

@@ -50,6 +50,7 @@ class Resources:
 
     config: object | None = None
     netlink: object | None = None
+    store: object | None = None  # the agent's StateStore: its RecordIndex sees our writes
     # the caller follows libvirt's lifecycle events and publishes a migrated guest the
     # moment it resumes (the agent with [agent] connect); without, the destination
     # publishes at `started` as for any start
@@ -151,6 +152,9 @@ class DomainHook:
     def store(self):
         from vzlibvirt.state import StateStore
 
+        store = self.resources.store
+        if store is not None and store.root == self.config.state.dir:
+            return store
         return StateStore(self.config.state.dir)
 
     def parse(self, data: bytes):

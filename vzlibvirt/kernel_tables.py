@@ -11,6 +11,7 @@ Read-only: repairs still go through the entries and netlink.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import struct
@@ -43,6 +44,39 @@ class KernelTables:
         self.sock.bind((0, 0))
         self._seq = 0
         self._cache: dict[str, object] = {}
+        self._raw: dict[tuple[int, bytes], tuple[int, list[bytes]]] = {}
+
+    def reset(self) -> None:
+        """Forget what was read: the next question dumps again (a long-lived user's
+        next pass, on the same socket)."""
+        self._seq = 0
+        self._cache.clear()
+        self._raw.clear()
+
+    def fingerprint(self, *tables: str, protocol: int = 0) -> bytes:
+        """Dump TABLES ("routes", "proxies", "addresses") and hash the kernel's answer as
+        it came. On one socket, after reset(), the same requests get the same sequence
+        numbers, so two equal fingerprints mean the kernel answered byte for byte the
+        same: nothing in those tables changed. The tables' answers then decode from
+        these dumps."""
+        digest = hashlib.blake2b(digest_size=16)
+        for table in tables:
+            for msg_type, body in self._requests(table, protocol):
+                for data in self._read(msg_type, body)[1]:
+                    digest.update(data)
+        return digest.digest()
+
+    def _requests(self, table: str, protocol: int = 0) -> list[tuple[int, bytes]]:
+        families = (socket.AF_INET, socket.AF_INET6)
+        if table == "routes":
+            return [(RTM_GETROUTE, struct.pack("=BBBBBBBBI", f, 0, 0, 0, RT_TABLE_MAIN,
+                                               protocol, 0, 0, 0)) for f in families]
+        if table == "proxies":
+            return [(RTM_GETNEIGH, struct.pack("=BxxxiHBB", f, 0, 0, NTF_PROXY, 0))
+                    for f in families]
+        if table == "addresses":
+            return [(RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0))]
+        raise ValueError(f"unknown kernel table {table!r}")
 
     def close(self) -> None:
         self.sock.close()
@@ -64,12 +98,17 @@ class KernelTables:
                 for data, off, _end in self._dump(RTM_GETLINK, body)}
         return self._cache["links"]
 
+    def raw_links(self) -> Iterator[tuple[bytes, int, int]]:
+        """Every RTM_NEWLINK message of a link dump, undecoded (link_events.py reads them)."""
+        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
+        return self._dump(RTM_GETLINK, body)
+
     def addresses(self) -> set[tuple[int, str, int]]:
         """(ifindex, address, prefixlen) of the host-prefix addresses (/32, /128)."""
         if "addrs" not in self._cache:
             out = set()
-            body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
-            for data, off, end in self._dump(RTM_GETADDR, body):
+            [(msg_type, body)] = self._requests("addresses")
+            for data, off, end in self._dump(msg_type, body):
                 family, plen, _fl, _scope, index = struct.unpack_from("=BBBBI", data, off)
                 if plen not in (32, 128):
                     continue
@@ -79,15 +118,16 @@ class KernelTables:
             self._cache["addrs"] = out
         return self._cache["addrs"]
 
-    def routes(self) -> set[tuple[str, int, int]]:
-        """(dst, prefixlen, oif) of the host routes of the main table."""
-        if "routes" not in self._cache:
+    def routes(self, protocol: int = 0) -> set[tuple[str, int, int]]:
+        """(dst, prefixlen, oif) of the host routes of the main table; of one PROTOCOL
+        only when given (the kernel then sends only those)."""
+        name = f"routes{protocol}"
+        if name not in self._cache:
             out = set()
-            for family in (socket.AF_INET, socket.AF_INET6):
-                body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
-                for data, off, end in self._dump(RTM_GETROUTE, body):
+            for msg_type, body in self._requests("routes", protocol):
+                for data, off, end in self._dump(msg_type, body):
                     fam, dlen = data[off], data[off + 1]
-                    if dlen not in (32, 128):
+                    if dlen not in (32, 128) or (protocol and data[off + 5] != protocol):
                         continue
                     dst = oif = None
                     table = data[off + 4]
@@ -105,16 +145,15 @@ class KernelTables:
                         pos += (alen + 3) & ~3
                     if dst is not None and oif is not None and table == RT_TABLE_MAIN:
                         out.add((socket.inet_ntop(fam, dst), dlen, oif))
-            self._cache["routes"] = out
-        return self._cache["routes"]
+            self._cache[name] = out
+        return self._cache[name]
 
     def proxies(self) -> set[tuple[str, int]]:
         """(dst, ifindex) of every proxy-neighbour entry."""
         if "proxies" not in self._cache:
             out = set()
-            for family in (socket.AF_INET, socket.AF_INET6):
-                body = struct.pack("=BxxxiHBB", family, 0, 0, NTF_PROXY, 0)
-                for data, off, end in self._dump(RTM_GETNEIGH, body):
+            for msg_type, body in self._requests("proxies"):
+                for data, off, end in self._dump(msg_type, body):
                     index = struct.unpack_from("=i", data, off + 4)[0]
                     dst = _attr(data, off + 12, end, NDA_DST)
                     if dst is not None and data[off + 10] & NTF_PROXY:
@@ -125,27 +164,53 @@ class KernelTables:
     # the raw dump
     def _dump(self, msg_type: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
         """(buffer, payload offset, payload end) of each message of one dump."""
-        self._seq += 1
-        seq = self._seq
-        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP,
-                                 seq, 0) + body)
-        while True:
-            data = self.sock.recv(1 << 18)
+        seq, buffers = self._read(msg_type, body)
+        for data in buffers:
             off = 0
             while off + _HDR.size <= len(data):
                 length, mtype, _flags, mseq, _pid = _HDR.unpack_from(data, off)
                 if length < _HDR.size:
-                    return
-                if mseq == seq:
-                    if mtype == NLMSG_DONE:
-                        return
-                    if mtype == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
-                        if err:
-                            raise OSError(err, f"netlink dump: {os.strerror(err)}")
-                        return
+                    break
+                if mseq == seq and mtype not in (NLMSG_DONE, NLMSG_ERROR):
                     yield data, off + _HDR.size, off + length
                 off += (length + 3) & ~3
+
+    def _read(self, msg_type: int, body: bytes) -> tuple[int, list[bytes]]:
+        """The dump's sequence number and the datagrams of its answer, read to the end
+        once per request (fingerprint() and the decoders share them)."""
+        if (msg_type, body) in self._raw:
+            return self._raw[msg_type, body]
+        self._seq += 1
+        seq = self._seq
+        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP,
+                                 seq, 0) + body)
+        buffers = []
+        while True:
+            data = self.sock.recv(1 << 18)
+            buffers.append(data)
+            if _ended(data, seq):
+                break
+        self._raw[msg_type, body] = (seq, buffers)
+        return seq, buffers
+
+
+def _ended(data: bytes, seq: int) -> bool:
+    """Whether this datagram ends the dump SEQ (DONE, or an error: raised)."""
+    off = 0
+    while off + _HDR.size <= len(data):
+        length, mtype, _flags, mseq, _pid = _HDR.unpack_from(data, off)
+        if length < _HDR.size:
+            return True
+        if mseq == seq:
+            if mtype == NLMSG_DONE:
+                return True
+            if mtype == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
+                if err:
+                    raise OSError(err, f"netlink dump: {os.strerror(err)}")
+                return True
+        off += (length + 3) & ~3
+    return False
 
 
 def _attr(data: bytes, pos: int, end: int, want: int) -> bytes | None:

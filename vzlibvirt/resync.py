@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vzlibvirt.contract import ROUTE_PROTOCOL
 from vzlibvirt.entries import Address, Entry, LinkUp, ProxyNeighbour, Route
 from vzlibvirt.state import DomainRecord, RecordIndex, StateStore
 
@@ -35,52 +36,139 @@ class Pass:
     checked: int = 0
     repaired: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unchanged: bool = False  # records and kernel tables as at the last clean pass
 
 
-def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None) -> Pass:
+Checks = list[tuple[str, tuple, Entry]]  # (table, the key a dump of it holds, entry)
+
+
+@dataclass
+class Memory:
+    """What a long-lived caller (the agent) keeps between passes, so that a pass over an
+    unchanged host costs the kernel's dumps and one hash of them: each record's checks,
+    worked out once; one dump socket (the same socket and sequence numbers make the
+    same answer byte-identical); the fingerprint of the tables after the last pass that
+    found nothing missing."""
+
+    checks: dict[str, tuple[DomainRecord, Checks]] = field(default_factory=dict)
+    wanted: list[str] = field(default_factory=list)  # the tables those checks read
+    clean: bytes | None = None
+    checked: int = 0
+    kt: object | None = None
+
+    def tables(self):
+        from vzlibvirt.kernel_tables import KernelTables
+
+        if self.kt is None:
+            self.kt = KernelTables()
+        self.kt.reset()
+        return self.kt
+
+    def close(self) -> None:
+        if self.kt is not None:
+            self.kt.close()
+            self.kt = None
+
+    def update(self, records: list[DomainRecord]) -> bool:
+        """Bring the checks up to RECORDS; whether any changed."""
+        changed = len(self.checks) != len(records)
+        if changed:
+            keep = {r.key for r in records}
+            for key in [k for k in self.checks if k not in keep]:
+                del self.checks[key]
+        for record in records:
+            known = self.checks.get(record.key)
+            if known is None or known[0] is not record:
+                self.checks[record.key] = (record, _checks(record))
+                changed = True
+        if changed:
+            self.wanted = sorted({table for _, checks in self.checks.values()
+                                  for table, _, _ in checks})
+        return changed
+
+
+def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
+           memory: Memory | None = None) -> Pass:
     """Compare every wired record's entries with the kernel and re-add what is missing.
 
     Entries on a device that no longer has the recorded ifindex are skipped (the device
     went away with its entries; the guest's stop or `reconcile` deals with that). A
     missing entry on a device that is down is re-added only when the record also brings
     that device up (a guest's own device); a neighbour device someone took down is left
-    down, and the agent re-publishes the moment it comes back up.
+    down, and the agent re-publishes the moment it comes back up. With MEMORY (kept
+    between passes), a pass whose records and kernel answers equal those of the last
+    clean pass ends after the dumps (`Pass.unchanged`).
     """
-    from vzlibvirt.kernel_tables import KernelTables
+    mem = memory or Memory()
+    try:
+        with store.locked():
+            index = index or RecordIndex(store)
+            index.refresh()
+            return _pass([r for r in index.all() if r.phase == "wired"], nl, mem)
+    finally:
+        if memory is None:
+            mem.close()
 
+
+def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory) -> Pass:
     done = Pass()
-    with store.locked():
-        index = index or RecordIndex(store)
-        index.refresh()
-        records = [r for r in index.all() if r.phase == "wired"]
-        if not records:
+    changed = mem.update(records)
+    if not records:
+        mem.clean = None
+        return done
+    kt = mem.tables()
+    try:
+        fingerprint = kt.fingerprint(*mem.wanted, protocol=ROUTE_PROTOCOL)
+        if not changed and fingerprint == mem.clean:
+            done.checked, done.unchanged = mem.checked, True
             return done
-        names = dict(socket.if_nameindex())
-        missing: list[tuple[DomainRecord, Entry]] = []
-        with KernelTables() as kt:
-            for record in records:
-                for entry in record.owned_entries():
-                    present = _present(entry, kt)
-                    if present is None:
-                        continue
-                    done.checked += 1
-                    if not present and names.get(entry.ifindex) == entry.dev:
-                        missing.append((record, entry))
-        if missing:
-            with nl.transaction():
-                _repair_all(missing, nl, done)
+        absent: list[tuple[DomainRecord, Entry]] = []
+        tables = _Tables(kt)
+        for record in records:
+            checks = mem.checks[record.key][1]
+            for table, key, entry in checks:
+                if key not in tables[table]:
+                    absent.append((record, entry))
+            done.checked += len(checks)
+    finally:
+        kt.reset()  # the dumps are megabytes at 10,000 guests: not kept between passes
+    # only on the device that still has the recorded index (read when needed: a
+    # list of every device costs more than the whole comparison)
+    names = dict(socket.if_nameindex()) if absent else {}
+    missing = [(r, e) for r, e in absent if names.get(e.ifindex) == e.dev]
+    # a repair changes the tables: the next pass compares again and finds them whole
+    mem.clean, mem.checked = (None if missing else fingerprint), done.checked
+    if missing:
+        with nl.transaction():
+            _repair_all(missing, nl, done)
     return done
 
 
-def _present(entry: Entry, kt) -> bool | None:
-    """Presence from the dumps; None for kinds the pass does not compare."""
-    if isinstance(entry, Route):
-        return (entry.dst, entry.prefixlen, entry.ifindex) in kt.routes()
-    if isinstance(entry, ProxyNeighbour):
-        return (entry.dst, entry.ifindex) in kt.proxies()
-    if isinstance(entry, Address):
-        return (entry.ifindex, entry.address, entry.prefixlen) in kt.addresses()
-    return None
+def _checks(record: DomainRecord) -> Checks:
+    """The entries a pass compares, each with the table and key that show it present;
+    the other kinds (settings, nft elements) are `reconcile`'s."""
+    out: Checks = []
+    for entry in record.owned_entries():
+        if isinstance(entry, Route):
+            out.append(("routes", (entry.dst, entry.prefixlen, entry.ifindex), entry))
+        elif isinstance(entry, ProxyNeighbour):
+            out.append(("proxies", (entry.dst, entry.ifindex), entry))
+        elif isinstance(entry, Address):
+            out.append(("addresses", (entry.ifindex, entry.address, entry.prefixlen), entry))
+    return out
+
+
+class _Tables(dict):
+    """A kernel table's dump, read the first time a check asks for it."""
+
+    def __init__(self, kt) -> None:
+        super().__init__()
+        self.kt = kt
+
+    def __missing__(self, table: str) -> set:
+        self[table] = (self.kt.routes(ROUTE_PROTOCOL) if table == "routes"
+                       else getattr(self.kt, table)())
+        return self[table]
 
 
 def _repair_all(missing: list, nl, done: Pass) -> None:
@@ -102,7 +190,8 @@ def _repair(name: str, entry, nl, done: Pass) -> None:
     from vzlibvirt.netlink import error_text
 
     try:
-        entry.add(nl)
+        if not entry.add(nl):
+            return  # there after all (a route of another protocol on the same device)
     except Exception as exc:  # one entry's failure must not stop the pass
         line = f"{name}: could not re-add {entry.describe()}: {error_text(exc)}"
         done.failed.append(line)

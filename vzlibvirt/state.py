@@ -14,6 +14,8 @@ import contextlib
 import fcntl
 import json
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,6 +173,9 @@ class StateStore:
         self.root = Path(root)
         self.domains = contract.domains_dir(self.root)
         self.claims = contract.claims_dir(self.root)
+        # a long-lived reader of this store (the agent's RecordIndex) hears of every
+        # record written or deleted through it, so it need not rescan the directory
+        self.observer: RecordIndex | None = None
 
     # locking
     @contextlib.contextmanager
@@ -204,10 +209,14 @@ class StateStore:
         record.updated = time.time()
         data = json.dumps(record.to_json(), indent=1, sort_keys=True).encode()
         atomic_write(self.path(record.key), data)
+        if self.observer is not None:
+            self.observer.saved(record.key, data)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
+        if self.observer is not None:
+            self.observer.deleted(key)
 
     def domain_keys(self) -> list[str]:
         if not self.domains.is_dir():
@@ -275,8 +284,11 @@ class RecordIndex:
     """The wired records by device, kept current incrementally.
 
     A netlink event names a device; the index answers which records have entries there
-    without parsing every state file again: a refresh lists the directory and re-reads
-    only the records whose file changed since the last look.
+    without parsing every state file again. Writes made through the store it observes
+    (the agent's own: nearly all of them) update it at once, so a device event needs no
+    rescan; a refresh lists the directory and re-reads only the records whose file
+    changed since the last look (written by another process: a hook run without the
+    agent, `reconcile`), and is left to the agent's background refresher.
     """
 
     # Every record write renames a file into the directory, so an unchanged directory
@@ -285,16 +297,53 @@ class RecordIndex:
     # tick coarsely, so a stamp is trusted only when it was read well after it was set.
     SETTLED_NS = 100_000_000
 
-    def __init__(self, store: StateStore):
+    def __init__(self, store: StateStore, observe: bool = False):
         self.store = store
-        self._seen: dict[str, tuple[int, DomainRecord, frozenset[str]]] = {}
+        self._seen: dict[str, tuple[int, DomainRecord, tuple[str, ...]]] = {}
+        self._by_dev: dict[str, set[str]] = {}
         self._dir_stamp: int | None = None
+        self._lock = threading.Lock()  # the refresher thread against the writers
+        self._written: set[str] | None = None  # keys written while a scan runs
+        if observe:
+            store.observer = self
 
+    # the store's own writes
+    def saved(self, key: str, data: bytes) -> None:
+        try:
+            mtime = os.stat(self.store.path(key)).st_mtime_ns
+            record = _parse_compact(data)
+        except (OSError, ValueError):
+            return
+        with self._lock:
+            self._put(key, (mtime, record, _devices(record)))
+
+    def deleted(self, key: str) -> None:
+        with self._lock:
+            self._put(key, None)
+
+    def _put(self, key: str, entry: tuple[int, DomainRecord, tuple[str, ...]] | None) -> None:
+        old = self._seen.pop(key, None)
+        if old is not None:
+            for dev in old[2]:
+                keys = self._by_dev.get(dev)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_dev[dev]
+        if entry is not None:
+            self._seen[key] = entry
+            for dev in entry[2]:
+                self._by_dev.setdefault(dev, set()).add(key)
+        if self._written is not None:
+            self._written.add(key)
+
+    # rescans
     def refresh(self) -> None:
         try:
             stamp = os.stat(self.store.domains).st_mtime_ns
         except FileNotFoundError:
-            self._seen, self._dir_stamp = {}, None
+            with self._lock:
+                self._seen, self._by_dev, self._dir_stamp = {}, {}, None
             return
         if stamp == self._dir_stamp:
             return
@@ -303,8 +352,12 @@ class RecordIndex:
         self._dir_stamp = stamp if scanned_at - stamp > self.SETTLED_NS else None
 
     def _scan(self) -> None:
+        with self._lock:
+            self._written = set()
+            seen = dict(self._seen)
+        domains = str(self.store.domains)  # plain strings: pathlib costs more than the stat
         try:
-            names = os.listdir(self.store.domains)
+            names = os.listdir(domains)
         except FileNotFoundError:
             names = []
         current = {}
@@ -313,22 +366,57 @@ class RecordIndex:
             if key is None:
                 continue
             try:
-                mtime = os.stat(self.store.domains / name).st_mtime_ns
-                old = self._seen.get(key)
+                mtime = os.stat(os.path.join(domains, name)).st_mtime_ns
+                old = seen.get(key)
                 if old is not None and old[0] == mtime:
                     current[key] = old
                     continue
-                record = self.store.load(key)
+                record = _load_compact(os.path.join(domains, name))
             except (OSError, ValueError):
                 continue
             if record is not None:
-                devs = frozenset(d for i in record.interfaces
-                                 for d in (i.host_dev, *i.neighbour_devs))
-                current[key] = (mtime, record, devs)
-        self._seen = current
+                current[key] = (mtime, record, _devices(record))
+        with self._lock:  # a write seen by the store during the scan is the newer one
+            for key in self._written:
+                if key in self._seen:
+                    current[key] = self._seen[key]
+                else:
+                    current.pop(key, None)
+            self._written = None
+            if current.keys() != self._seen.keys() or any(
+                    current[k] is not self._seen[k] for k in current):
+                self._seen = current
+                self._by_dev = {}
+                for key, (_, _, devs) in current.items():
+                    for dev in devs:
+                        self._by_dev.setdefault(dev, set()).add(key)
 
+    # answers
     def all(self) -> list[DomainRecord]:
-        return [rec for _, rec, _ in self._seen.values()]
+        with self._lock:
+            return [rec for _, rec, _ in self._seen.values()]
 
     def records_for(self, dev: str) -> list[DomainRecord]:
-        return [rec for _, rec, devs in self._seen.values() if dev in devs]
+        with self._lock:
+            return [self._seen[key][1] for key in sorted(self._by_dev.get(dev, ()))]
+
+
+def _devices(record: DomainRecord) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(d for i in record.interfaces
+                               for d in (i.host_dev, *i.neighbour_devs)))
+
+
+def _load_compact(path: str) -> DomainRecord:
+    """A record as the index keeps it: every string value interned, so the names that
+    recur in each of 10,000 records (the uplink, the sysctl keys and kinds, the guest's
+    device within its own record) are held once: 6.7 -> 4.3 KB per record."""
+    with open(path, "rb") as fh:
+        return _parse_compact(fh.read())
+
+
+def _parse_compact(data: bytes) -> DomainRecord:
+    return DomainRecord.from_json(json.loads(data, object_pairs_hook=_interned))
+
+
+def _interned(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: sys.intern(v) if type(v) is str else v for k, v in pairs}

@@ -54,3 +54,55 @@ def test_every_change_is_seen(tmp_path):
     store.save(record(4))  # after a settled stamp: the directory's mtime moves on
     index.refresh()
     assert [r.name for r in index.records_for("vnet4")] == ["d4"]
+
+
+def test_the_stores_own_writes_need_no_rescan(tmp_path, monkeypatch):
+    store = StateStore(tmp_path)
+    index = RecordIndex(store, observe=True)
+    index.refresh()
+    monkeypatch.setattr(RecordIndex, "_scan", lambda self: (_ for _ in ()).throw(
+        AssertionError("rescanned")))
+    store.save(record(1))
+    store.save(record(2))
+    assert [r.name for r in index.records_for("vnet1")] == ["d1"]
+    assert [r.name for r in index.records_for("enp0s5")] == ["d1", "d2"]
+    moved = record(1)
+    moved.interfaces[0].host_dev = "vnet9"
+    store.save(moved)  # the device -> keys map follows a changed record
+    assert index.records_for("vnet1") == []
+    assert [r.name for r in index.records_for("vnet9")] == ["d1"]
+    store.delete(record(2).key)
+    assert [r.name for r in index.records_for("enp0s5")] == ["d1"]
+    assert sorted(r.name for r in index.all()) == ["d1"]
+
+
+def test_a_write_during_a_scan_is_not_lost(tmp_path, monkeypatch):
+    """The refresher's scan lists the directory, then the agent writes: the newer
+    write wins when the scan's result is put in place."""
+    store = StateStore(tmp_path)
+    store.save(record(1))
+    index = RecordIndex(store, observe=True)
+    real_listdir = os.listdir
+
+    def listdir_then_write(path):
+        names = real_listdir(path)
+        if str(path) == str(store.domains):
+            monkeypatch.setattr(os, "listdir", real_listdir)
+            store.save(record(2))  # after the listing: the scan does not see it
+            store.delete(record(1).key)  # listed, but gone by now
+        return names
+
+    monkeypatch.setattr(os, "listdir", listdir_then_write)
+    index.refresh()
+    assert [r.name for r in index.records_for("vnet2")] == ["d2"]
+    assert index.records_for("vnet1") == []
+
+
+def test_a_record_of_another_process_is_found_by_a_refresh(tmp_path):
+    store = StateStore(tmp_path)
+    index = RecordIndex(store, observe=True)
+    index.refresh()
+    StateStore(tmp_path).save(record(3))  # not through the observed store
+    assert index.records_for("vnet3") == []
+    index.refresh()
+    assert [r.name for r in index.records_for("vnet3")] == ["d3"]
