@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.test_domain_xml import example
 from vzlibvirt import hook
-from vzlibvirt.contract import MAX_XML_BYTES
+from vzlibvirt.contract import CONFIG_ENV, MAX_XML_BYTES
 from vzlibvirt.lab.domxml import domain_xml, routed
 
 M1 = "52:54:00:aa:00:01"
@@ -23,6 +23,15 @@ GOOD = domain_xml("ct", interfaces=[routed(M1, ["198.51.100.7"], native=True)])
 # byte-exact: a declaration, CRLF, tabs, trailing spaces, non-ASCII, no final newline
 ODD = ('<?xml version="1.0"?>\r\n<domain type=\'kvm\'>\t<name>vm é</name>  \r\n'
        '<!-- keep me --><devices/></domain>').encode()
+
+
+@pytest.fixture(autouse=True)
+def private_state(tmp_path, monkeypatch):
+    """In-process calls read the config from the environment: a private state dir, so a
+    `migrate` mark never lands in the machine's own /run/vzlibvirt."""
+    config = tmp_path / "vzlibvirt.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
+    monkeypatch.setenv(CONFIG_ENV, str(config))
 
 
 def run(argv: list[str], data: bytes = b"") -> tuple[int, bytes, str]:
