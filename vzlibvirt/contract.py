@@ -18,8 +18,8 @@ DOMAIN_DRIVERS = ("qemu", "lxc")
 NETWORK_DRIVER = "network"
 DRIVERS = (*DOMAIN_DRIVERS, NETWORK_DRIVER)
 # The operations that always reach Python, per driver; every other one ends in the shim.
-# `start` is not a domain one: the engine wires at `started` (docs/wiring-point.md), so
-# skipping `start` saves one interpreter start per guest boot.
+# `start` is not one: the engine wires at `started` (docs/wiring-point.md), so skipping
+# `start` saves one interpreter start per guest boot (LXC's: see GATED_OPS).
 PYTHON_OPS = {
     "qemu": ("migrate", "prepare", "started", "reconnect"),
     "lxc": ("prepare", "started", "reconnect"),
@@ -31,6 +31,12 @@ PYTHON_OPS = {
 # Stop operations remove what the domain's record lists; the shim starts
 # Python for them only when that record exists (the second of the two finds none).
 FILTER_OPS = ("migrate", "restore")
+# Operations that reach Python only where a path exists. LXC's `start`: the container's
+# veth ends are still in the host namespace, where systemd-udevd may have given them a
+# MAC of its own (veth_mac.py); a host without udev has nothing to check.
+UDEV_CONTROL = "/run/udev/control"  # systemd-udevd's socket: udev runs on this host
+UDEV_DATA_DIR = "/run/udev/data"  # its database: n<ifindex> once it is done with a device
+GATED_OPS = {"lxc": {"start": UDEV_CONTROL}}
 STOP_OPS = ("stopped", "release")
 
 # -- defaults and names users see (the product contract) ------------------------------

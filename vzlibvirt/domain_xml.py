@@ -239,10 +239,12 @@ class _DomainParser:
             raise VzError("invalid or missing MAC address on a routed interface")
         host_dev = _opt_ifname(dev.find("target"), "dev", "target dev", template=True)
         guest_dev = _opt_ifname(dev.find("guest"), "dev", "guest dev")
+        guest_actual = _opt_ifname(dev.find("guest"), "actual", "guest actual")
         source = dev.find("source")
         source_bridge = _opt_ifname(source, "bridge", "source bridge")
         source_network = _source_network(dev)
-        base = dict(index=index, mac=mac, type=itype, host_dev=host_dev, guest_dev=guest_dev)
+        base = dict(index=index, mac=mac, type=itype, host_dev=host_dev, guest_dev=guest_dev,
+                    guest_actual=guest_actual)
 
         if vz_el is None:  # an LXC interface written for host-routed mode (the default)
             return Interface(**base, mode=Mode.ROUTED,

@@ -8,7 +8,9 @@ to do return before lxml or pyroute2 are imported.
 
 Wiring happens at `started` for both drivers (docs/wiring-point.md): for LXC it is the
 first operation whose XML names the host-side veth, and for QEMU it lets the shim skip
-`start` entirely, which keeps the five calls near the cost of a bare shell hook.
+`start` entirely, which keeps the five calls near the cost of a bare shell hook. LXC's
+`start` reaches Python only where systemd-udevd runs: it restores the MACs udev may
+have changed (veth_mac.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vzlibvirt.contract import (
     DOMAIN_UUID_ENV,
     DRIVERS,
     FILTER_OPS,
+    GATED_OPS,
     MAX_XML_BYTES,
     NETWORK_DRIVER,
     PYTHON_OPS,
@@ -126,7 +129,8 @@ class DomainHook:
             return EXIT_OK
         if self.op in STOP_OPS:
             self.stop(_read(self.stdin))
-        elif self.op in PYTHON_OPS[self.driver]:  # a method of this class per operation
+        elif self.op in PYTHON_OPS[self.driver] or self.op in GATED_OPS.get(self.driver, {}):
+            # a method of this class per operation
             getattr(self, self.op)(_read(self.stdin))
         return EXIT_OK
 
@@ -179,6 +183,17 @@ class DomainHook:
                 from vzlibvirt.routed import refuse_host_owned
 
                 refuse_host_owned(domain, self.resources.netlink)
+
+    def start(self, data: bytes) -> None:
+        """LXC, where udev runs (contract.GATED_OPS): the container's veth ends, still in
+        the host namespace and down, get back the MAC of their XML if udev gave them
+        one of its own (veth_mac.py)."""
+        domain = self.parse(data)
+        if domain.managed_interfaces:
+            from vzlibvirt.veth_mac import restore_container_macs
+
+            with self.netlink() as nl:
+                restore_container_macs(domain, nl)
 
     def migrate(self, data: bytes) -> None:
         """The destination of a live migration: `prepare` and `started` follow at once,

@@ -68,6 +68,8 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
         "FILTER_OPS": "|".join(op for op in contract.FILTER_OPS
                                if op not in contract.PYTHON_OPS[driver]),
         "STOP_OPS": "|".join(contract.STOP_OPS),
+        "GATED": "".join(f"    {op}) [ -e {shlex.quote(path)} ] || exit 0 ;;\n"
+                         for op, path in contract.GATED_OPS.get(driver, {}).items()),
         **_record_path_parts(Path(state_dir), driver),
         "UUID_ENV": contract.DOMAIN_UUID_ENV,
         "PYTHON": shlex.quote(python),

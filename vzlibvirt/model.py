@@ -72,6 +72,9 @@ class Interface:
     type: str
     host_dev: str | None = None
     guest_dev: str | None = None
+    # LXC's `start` only: the container end of the veth, still in the host namespace
+    # under this name (<guest actual=...>) until libvirt moves it into the container
+    guest_actual: str | None = None
     mode: Mode | None = None
     bridge: str | None = None
     ips: tuple[GuestIP, ...] = ()

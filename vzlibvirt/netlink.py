@@ -117,6 +117,10 @@ class Netlink:
         self.forget_links()
         self.ipr.link("set", index=index, state="down")
 
+    def set_mac(self, index: int, mac: str) -> None:
+        self.forget_links()
+        self.ipr.link("set", index=index, address=mac)
+
     def forget_links(self) -> None:
         if self._links is not None:
             self._links.clear()

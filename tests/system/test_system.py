@@ -120,7 +120,35 @@ def x_reaches(vm: SystemVM, ips: list[str], *, within: float = 30.0) -> float | 
         pending = [ip for ip, p in procs.items() if p.wait() != 0]
     if pending:
         print(f"\n[system] Computer X got no answer from {', '.join(pending)}")
+        explain_unreached(vm, pending)
     return None if pending else time.monotonic() - t0
+
+
+# What a failed reach shows, to tell where the packets went: X's neighbours (who answered
+# ARP), the lab host's answer for the IPs, and the VM's bridge, filters, records, agent.
+VM_STATE = f"""
+bridge link; bridge fdb show br br0 | grep -v permanent
+ip -br addr; ip neigh show proxy; ip route show proto 247
+nft list ruleset
+{LXC} list --all
+for d in {' '.join(OURS)}; do echo "== $d inside"; \
+  {LXC} lxc-enter-namespace $d --noseclabel /bin/busybox ip addr 2>&1; \
+  {LXC} lxc-enter-namespace $d --noseclabel /bin/busybox ip neigh 2>&1; done
+ls -l /run/vzlibvirt/domains; journalctl -u vzlibvirt-agent -n 40 --no-pager
+"""
+
+
+def explain_unreached(vm: SystemVM, ips: list[str]) -> None:
+    lan = vm.lab.in_lan(["ip", "neigh", "show"], check=False, timeout=30)
+    print(f"[system] X's neighbours:\n{lan.stdout}")
+    for ip in ips:
+        host = vm.lab.in_host(["ip", "route", "get", ip], check=False, timeout=30)
+        print(f"[system] lab host, route to {ip}: {(host.stdout or host.stderr).strip()}")
+    try:
+        out = vm.sh(VM_STATE, check=False, timeout=60)
+        print(f"[system] in the VM:\n{out.stdout}{out.stderr}")
+    except LabError as exc:
+        print(f"[system] the VM does not answer: {exc}")
 
 
 def flush_x(vm: SystemVM) -> None:
@@ -180,6 +208,54 @@ def test_guests_from_templates_reachable_with_plain_guests_next_to_ours(system_v
     assert "192.168.122.50" not in routes and PLAIN_BRIDGE_IP not in routes
     records = vm.sh("ls /run/vzlibvirt/domains").stdout.split()
     assert len(records) == 2, records
+
+
+def container_macs(vm: SystemVM, name: str) -> dict[str, str]:
+    """{device: MAC} inside the running container NAME, by nsenter into the namespace of
+    its init (`virsh lxc-enter-namespace` fails on Debian 12's cgroup v2 here)."""
+    out = vm.sh(f"for p in $(pgrep -f sbin/init); do grep -q '{name}' /proc/$p/cgroup && "
+                "exec nsenter -t $p -n ip -o link; done; exit 1").stdout
+    macs = {}
+    for line in out.splitlines():
+        words = line.split()
+        if "link/ether" in words:
+            macs[words[1].rstrip(":").split("@")[0]] = words[words.index("link/ether") + 1]
+    return macs
+
+
+def stop_container(vm: SystemVM, name: str) -> None:
+    """`virsh destroy`, waited out: Debian 12's libvirt may report a container's destroy
+    failed (cgroup.threads: No such device) while it still stops it."""
+    vm.sh(f"{LXC} destroy {name}", check=False)
+    deadline = time.monotonic() + 30
+    while state(vm, name) != "shut off":
+        assert time.monotonic() < deadline, f"{name} does not stop"
+        time.sleep(0.2)
+
+
+def udev_macs_set_back(vm: SystemVM) -> int:
+    return int(vm.sh("journalctl -u vzlibvirt-agent --no-pager | grep -c 'set back' "
+                     "|| true").stdout.strip() or 0)
+
+
+def test_container_keeps_its_macs_over_restarts(system_vm):
+    """Debian 12's systemd-udevd gives every new veth a MAC of its own (the default
+    MACAddressPolicy=persistent) and races libvirt setting the XML's: before veth_mac,
+    3 starts in 10 left netif1 with udev's MAC, and port security dropped all it sent.
+    Ten restarts: the XML's MACs inside each time, and X reaches both addresses."""
+    vm = system_vm
+    name = BRIDGED["name"]
+    want = {"venet0": BRIDGED["routed_mac"], "netif1": BRIDGED["bridged_mac"]}
+    before = udev_macs_set_back(vm)
+    seen = []
+    for _ in range(10):
+        stop_container(vm, name)
+        vm.sh(f"{LXC} start {name}")
+        seen.append(container_macs(vm, name))
+    print(f"\n[system] 10 starts of {name}: a MAC udev gave was set back "
+          f"{udev_macs_set_back(vm) - before} times")
+    assert all(macs == want for macs in seen), seen
+    assert x_reaches(vm, [BRIDGED["ip4"], BRIDGED["lan"]]) is not None
 
 
 def test_reboot_autostarted_containers_come_back_wired(system_vm):

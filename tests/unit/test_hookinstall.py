@@ -78,8 +78,17 @@ def run_shim(text: str, tmp_path: Path, *args: str) -> subprocess.CompletedProce
                           input="<domain/>")
 
 
+@pytest.fixture
+def no_udev(tmp_path, monkeypatch) -> Path:
+    """The gated operations' paths, absent until a test makes them (never /run/udev)."""
+    gate = tmp_path / "udev control"
+    monkeypatch.setattr(contract, "GATED_OPS", {d: {op: str(gate) for op in ops}
+                                                for d, ops in contract.GATED_OPS.items()})
+    return gate
+
+
 @pytest.mark.parametrize("driver", ["qemu", "lxc"])
-def test_shim_domain_ops(driver, tmp_path, fake_python):
+def test_shim_domain_ops(driver, tmp_path, fake_python, no_udev):
     cfg = "/etc/odd path/it's $HOME `x`.toml"
     text = hi.render(driver, str(fake_python), cfg)
     for op in contract.PYTHON_OPS[driver]:
@@ -94,6 +103,18 @@ def test_shim_domain_ops(driver, tmp_path, fake_python):
     for op in ("start", "stopped-not", "shutdown", "migrate-x", ""):
         r = run_shim(text, tmp_path, "dom1", op, "end", "-")
         assert (r.returncode, r.stdout) == (0, ""), op  # Python never started
+
+
+def test_shim_lxc_start_reaches_python_only_where_udev_runs(tmp_path, fake_python, no_udev):
+    """LXC's `start` restores veth MACs that udev replaced (veth_mac.py): no udev, no
+    Python; qemu's `start` never reaches Python."""
+    cfg = "/etc/vzlibvirt/vzlibvirt.toml"
+    lxc, qemu = (hi.render(d, str(fake_python), cfg) for d in ("lxc", "qemu"))
+    assert run_shim(lxc, tmp_path, "ct1", "start", "begin", "-").stdout == ""
+    no_udev.write_text("")
+    r = run_shim(lxc, tmp_path, "ct1", "start", "begin", "-")
+    assert (r.returncode, r.stdout) == (0, f"{cfg}|-S -E {hi.CLIENT} lxc ct1 start begin -")
+    assert run_shim(qemu, tmp_path, "vm1", "start", "begin", "-").stdout == ""
 
 
 UUID = "0b1f6a2e-1d6c-4a55-9c8d-2f1e7d6c0a01"
