@@ -258,8 +258,9 @@ def test_container_keeps_its_macs_over_restarts(system_vm):
     assert x_reaches(vm, [BRIDGED["ip4"], BRIDGED["lan"]]) is not None
 
 
-def test_reboot_autostarted_containers_come_back_wired(system_vm):
-    vm = system_vm
+def reboot(vm: SystemVM) -> tuple[float, float]:
+    """`systemctl reboot` inside: (seconds to the kernel's restart, then seconds until
+    Computer X reaches every autostarted guest); ssh answers again afterwards."""
     restarts = vm.console_count(RESTART)
     t0 = time.monotonic()
     vm.sh("systemctl reboot", check=False, timeout=30)
@@ -272,13 +273,45 @@ def test_reboot_autostarted_containers_come_back_wired(system_vm):
     took = x_reaches(vm, reachable_ips(), within=240)
     assert took is not None, "after the reboot, X does not reach every autostarted guest"
     vm.wait_ssh()
-    print(f"\n[system] reboot: shutdown {down:.1f}s, then boot to every autostarted guest "
-          f"reachable from X: {took:.1f}s")
     for name in OURS:
         assert state(vm, name) == "running", name
     assert {ROUTED["ip4"], ROUTED["ip6"], BRIDGED["ip4"]} <= proxies_in_vm(vm)
-    for name in PLAIN:  # not autostarted: start them again next to ours
+    return down, took
+
+
+def test_reboot_autostarted_containers_come_back_wired(system_vm):
+    """The installed order: the agent's unit starts before libvirtd's."""
+    down, took = reboot(system_vm)
+    print(f"\n[system] reboot: shutdown {down:.1f}s, then boot to every autostarted guest "
+          f"reachable from X: {took:.1f}s")
+
+
+def test_reboot_with_the_agent_after_libvirtd(system_vm):
+    """The other order: the agent not started at boot, so libvirtd autostarts the
+    containers with every hook run in-process; the agent started later takes over the
+    running guests and serves the next stop and start."""
+    vm = system_vm
+    vm.sh("systemctl disable vzlibvirt-agent")
+    try:
+        _, took = reboot(vm)
+        print(f"\n[system] reboot without the agent: boot to every autostarted guest "
+              f"reachable from X: {took:.1f}s")
+        assert vm.sh("systemctl is-active vzlibvirt-agent", check=False).stdout.strip() \
+            != "active"
+    finally:
+        vm.sh("systemctl enable --now vzlibvirt-agent")
+    name = ROUTED["name"]
+    try:
+        stop_container(vm, name)
+        assert not {ROUTED["ip4"], ROUTED["ip6"]} & proxies_in_vm(vm)
         vm.sh(f"{LXC} start {name}")
+        assert x_reaches(vm, [ROUTED["ip4"], ROUTED["ip6"]]) is not None
+        log = vm.sh("journalctl -b -q -u vzlibvirt-agent --no-pager").stdout
+        assert f"{name}: added route {ROUTED['ip4']}/32" in log, log[-2000:]
+    finally:  # the next tests build on every guest running
+        for guest in (name, *PLAIN):  # the plain ones are not autostarted
+            if state(vm, guest) != "running":
+                vm.sh(f"{LXC} start {guest}", check=False)
 
 
 def test_carrier_loss_on_the_61_kernel(system_vm):
