@@ -10,6 +10,7 @@ day does: install, guests, reboot, carrier, restarts, upgrade, uninstall.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -340,7 +341,7 @@ def test_carrier_loss_on_the_61_kernel(system_vm):
     try:
         for _ in range(10):
             vm.setlink("down")
-            time.sleep(3)  # the guest kernel may delay a carrier event by up to 1 s
+            time.sleep(2)  # the guest kernel may delay a carrier event by up to 1 s
             vm.setlink("up")
             times.append(x_reaches(vm, ips, within=10))
             republished.append(set(ips) <= proxies_in_vm(vm))
@@ -364,28 +365,40 @@ def test_carrier_loss_on_the_61_kernel(system_vm):
     assert all(t is not None and t <= 1.0 for t in times), f"X reached after [{shown}] s"
 
 
-def _ping_loop(vm: SystemVM, ip: str, seconds: int) -> subprocess.Popen:
+LOOP_MAX_S = 120  # a ping loop's longest life; it ends SETTLE_S after what it watches
+SETTLE_S = 8  # libvirtd reconnects its guests (and their hooks run) after it is started
+
+
+def _ping_loop(vm: SystemVM, ip: str) -> subprocess.Popen:
+    """Computer X pings IP every 0.1 s until _losses ends the loop."""
     return subprocess.Popen([*in_netns(S.LAN_NETNS), "ping", "-n", "-i", "0.1", "-w",
-                             str(seconds), ip],
+                             str(LOOP_MAX_S), ip],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _losses(proc: subprocess.Popen) -> tuple[int, int, str]:
-    out = proc.communicate(timeout=120)[0]
-    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    assert m, out
-    return int(m.group(1)), int(m.group(2)), out.splitlines()[-2]
+def _losses(*procs: subprocess.Popen) -> list[tuple[int, int, str]]:
+    """(sent, received, ping's summary line) of each loop, ended SETTLE_S after the
+    watched change (`ip netns exec` runs ping itself, which sums up on SIGINT)."""
+    time.sleep(SETTLE_S)
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    out = []
+    for proc in procs:
+        text = proc.communicate(timeout=30)[0]
+        m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+        assert m, text
+        out.append((int(m.group(1)), int(m.group(2)), text.splitlines()[-2]))
+    return out
 
 
 def test_daemon_restarts_lose_no_packet(system_vm):
     vm = system_vm
     assert x_reaches(vm, reachable_ips()) is not None
     for unit in ("libvirtd", "vzlibvirt-agent"):
-        loops = [_ping_loop(vm, ip, 20) for ip in (ROUTED["ip4"], BRIDGED["lan"])]
+        loops = [_ping_loop(vm, ip) for ip in (ROUTED["ip4"], BRIDGED["lan"])]
         time.sleep(3)
         vm.sh(f"systemctl restart {unit}")
-        for proc in loops:
-            sent, got, line = _losses(proc)
+        for sent, got, line in _losses(*loops):
             print(f"\n[system] restart {unit}: {line}")
             assert sent > 100 and got == sent, f"{unit} restart lost packets: {line}"
         assert vm.sh(f"systemctl is-active {unit}").stdout.strip() == "active"
@@ -396,9 +409,10 @@ def test_upgrade_over_a_running_installation(system_vm, tmp_path):
     src = newer_source(tmp_path / "src", NEW_VERSION, MARKER)
     wheels = build_wheels(tmp_path / "wheels", src, deps=False)  # the dependencies are there
     vm.copy_in(wheels, "/root/wheels")
-    loop = _ping_loop(vm, ROUTED["ip4"], 40)
+    loop = _ping_loop(vm, ROUTED["ip4"])
+    time.sleep(2)
     run_doc_block(vm, "docs/user-guide.md", "8. Upgrade")
-    sent, got, line = _losses(loop)
+    [(sent, got, line)] = _losses(loop)
     print(f"\n[system] upgrade with guests running: {line}")
     version = vm.sh("/opt/vzlibvirt/bin/python -c 'import vzlibvirt; "
                     "print(vzlibvirt.__version__)'").stdout.strip()
