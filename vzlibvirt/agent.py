@@ -22,7 +22,6 @@ import os
 import socket
 import struct
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from vzlibvirt import hook as hookmod
@@ -30,13 +29,11 @@ from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
 from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
 from vzlibvirt.errors import EXIT_OK, VzError
-from vzlibvirt.link_events import RCVBUF_START
+from vzlibvirt.link_events import RCVBUF_START, LinkTracker, LinkWatch, LinkWork, Overflow
 from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
 
 log = logging.getLogger("vzlibvirt.agent")
-IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000  # carrier
 MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 NEW_DEVICE_GRACE_S = 0.3  # a starting guest's hook wires its device within this
@@ -345,8 +342,6 @@ class Agent:
         the host has. Lost events (an overflow in a burst) are made up for by comparing a
         fresh dump of the links with what the watcher knew.
         """
-        from vzlibvirt.link_events import LinkWatch, Overflow
-
         while not self.stopping.is_set():
             try:
                 with LinkWatch(self.link_rcvbuf) as watch:
@@ -464,61 +459,3 @@ def main(argv: list[str]) -> int:
         return agent.serve_forever, agent.stop
 
     return run_foreground("vzlibvirt-agent", start)
-
-
-@dataclass
-class LinkWork:
-    """What a batch of link events asks of the agent."""
-
-    up_again: list[str] = field(default_factory=list)  # heal: entries may be flushed
-    gone: list[tuple[str, int]] = field(default_factory=list)  # (name, ifindex)
-    new_veths: list[str] = field(default_factory=list)  # maybe a hot-plugged interface
-
-
-class LinkTracker:
-    """Which devices are up (with carrier), and which ever were: the watcher's memory,
-    a few bytes per device."""
-
-    def __init__(self, links: dict):
-        self.up = {index: _running(link.flags) for index, link in links.items()}
-        self.names = {index: link.name for index, link in links.items()}
-        self.ever_up = {index for index, up in self.up.items() if up}
-
-    def feed(self, events) -> LinkWork:
-        work = LinkWork()
-        up_again: set[str] = set()
-        for ev in events:
-            if ev.gone:
-                self.up.pop(ev.index, None)
-                self.ever_up.discard(ev.index)
-                name = self.names.pop(ev.index, None) or ev.name
-                if name:
-                    work.gone.append((name, ev.index))
-                continue
-            if ev.index not in self.up and ev.kind == "veth" and ev.name:
-                work.new_veths.append(ev.name)
-            is_up = _running(ev.flags)
-            if is_up and self.up.get(ev.index) is False and ev.index in self.ever_up \
-                    and ev.name:
-                up_again.add(ev.name)
-            self.up[ev.index] = is_up
-            if ev.name:
-                self.names[ev.index] = ev.name
-            if is_up:
-                self.ever_up.add(ev.index)
-        work.up_again = sorted(up_again)
-        return work
-
-    def missed(self, now: dict) -> list:
-        """The events that turn what we knew into NOW (a fresh dump): the devices that
-        vanished, then every device as it is (feed() picks out the changes)."""
-        from vzlibvirt.link_events import LinkEvent
-
-        gone = [LinkEvent(index, self.names.get(index, ""), 0, None, gone=True)
-                for index in self.up if index not in now]
-        return [*gone, *now.values()]
-
-
-def _running(flags: int) -> bool:
-    """Up and with carrier: losing either can lose our entries."""
-    return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)

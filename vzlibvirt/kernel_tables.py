@@ -28,8 +28,10 @@ NTF_PROXY = 0x08
 IFA_ADDRESS = 1
 RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 NDA_DST = 1
-_HDR = struct.Struct("=IHHII")
-_ATTR = struct.Struct("=HH")
+# the wire formats shared with link_events.py
+NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+RTATTR = struct.Struct("=HH")  # length, type
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _FAMILIES = {4: socket.AF_INET, 16: socket.AF_INET6}
 
 
@@ -88,20 +90,9 @@ class KernelTables:
         self.close()
 
     # tables
-    def link_flags(self) -> dict[int, int]:
-        """ifindex -> IFF_* flags (read from the fixed header only)."""
-        if "links" not in self._cache:
-            body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-            self._cache["links"] = {
-                struct.unpack_from("=i", data, off + 4)[0]:
-                    struct.unpack_from("=I", data, off + 8)[0]
-                for data, off, _end in self._dump(RTM_GETLINK, body)}
-        return self._cache["links"]
-
     def raw_links(self) -> Iterator[tuple[bytes, int, int]]:
         """Every RTM_NEWLINK message of a link dump, undecoded (link_events.py reads them)."""
-        body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-        return self._dump(RTM_GETLINK, body)
+        return self._dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
 
     def addresses(self) -> set[tuple[int, str, int]]:
         """(ifindex, address, prefixlen) of the host-prefix addresses (/32, /128)."""
@@ -133,7 +124,7 @@ class KernelTables:
                     table = data[off + 4]
                     pos = off + 12
                     while pos + 4 <= end:
-                        alen, atype = _ATTR.unpack_from(data, pos)
+                        alen, atype = RTATTR.unpack_from(data, pos)
                         if alen < 4:
                             break
                         if atype == RTA_DST:
@@ -167,12 +158,12 @@ class KernelTables:
         seq, buffers = self._read(msg_type, body)
         for data in buffers:
             off = 0
-            while off + _HDR.size <= len(data):
-                length, mtype, _flags, mseq, _pid = _HDR.unpack_from(data, off)
-                if length < _HDR.size:
+            while off + NLMSGHDR.size <= len(data):
+                length, mtype, _flags, mseq, _pid = NLMSGHDR.unpack_from(data, off)
+                if length < NLMSGHDR.size:
                     break
                 if mseq == seq and mtype not in (NLMSG_DONE, NLMSG_ERROR):
-                    yield data, off + _HDR.size, off + length
+                    yield data, off + NLMSGHDR.size, off + length
                 off += (length + 3) & ~3
 
     def _read(self, msg_type: int, body: bytes) -> tuple[int, list[bytes]]:
@@ -182,8 +173,8 @@ class KernelTables:
             return self._raw[msg_type, body]
         self._seq += 1
         seq = self._seq
-        self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP,
-                                 seq, 0) + body)
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        self.sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
         buffers = []
         while True:
             data = self.sock.recv(1 << 18)
@@ -197,15 +188,15 @@ class KernelTables:
 def _ended(data: bytes, seq: int) -> bool:
     """Whether this datagram ends the dump SEQ (DONE, or an error: raised)."""
     off = 0
-    while off + _HDR.size <= len(data):
-        length, mtype, _flags, mseq, _pid = _HDR.unpack_from(data, off)
-        if length < _HDR.size:
+    while off + NLMSGHDR.size <= len(data):
+        length, mtype, _flags, mseq, _pid = NLMSGHDR.unpack_from(data, off)
+        if length < NLMSGHDR.size:
             return True
         if mseq == seq:
             if mtype == NLMSG_DONE:
                 return True
             if mtype == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
+                err = -struct.unpack_from("=i", data, off + NLMSGHDR.size)[0]
                 if err:
                     raise OSError(err, f"netlink dump: {os.strerror(err)}")
                 return True
@@ -215,7 +206,7 @@ def _ended(data: bytes, seq: int) -> bool:
 
 def _attr(data: bytes, pos: int, end: int, want: int) -> bytes | None:
     while pos + 4 <= end:
-        alen, atype = _ATTR.unpack_from(data, pos)
+        alen, atype = RTATTR.unpack_from(data, pos)
         if alen < 4:
             return None
         if atype == want:

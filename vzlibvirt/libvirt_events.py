@@ -258,7 +258,6 @@ class LibvirtEvents:
         elif active:
             self.handlers.apply(driver, xml)
 
-
     def _held_uuids(self, driver: str) -> list[str]:
         prefix = f"{driver}-"
         return [k[len(prefix):] for k in list(self.held) if k.startswith(prefix)]

@@ -7,6 +7,9 @@ a burst of events cost ~0.2 ms each to decode. Here only the fixed header (index
 flags) and two attributes (the name, the link kind) are read, into small frozen
 objects.
 
+`LinkTracker` is the watcher's memory of which devices are up, turning events into
+the agent's work (heal, forget, look for a hot-plugged interface's owner).
+
 A burst of link changes (1,000 guests stopping) can overflow the socket's receive
 buffer; the kernel then reports ENOBUFS once, and the events in between are lost.
 `read` raises `Overflow` after raising the buffer, and the caller re-reads the links
@@ -17,21 +20,19 @@ from __future__ import annotations
 
 import errno
 import socket
-import struct
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from vzlibvirt.kernel_tables import KernelTables
+from vzlibvirt.kernel_tables import IFINFOMSG, NETLINK_ROUTE, NLMSGHDR, RTATTR, KernelTables
 
-NETLINK_ROUTE = 0
 RTMGRP_LINK = 0x1
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFLA_IFNAME, IFLA_LINKINFO, IFLA_INFO_KIND = 3, 18, 1
 SO_RCVBUFFORCE = 33  # root may exceed net.core.rmem_max
 RCVBUF_START = 1 << 20
 RCVBUF_MAX = 1 << 27
-_HDR = struct.Struct("=IHHII")
-_IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
-_ATTR = struct.Struct("=HH")
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000  # carrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +89,12 @@ class LinkWatch:
                 from None
         out = []
         off = 0
-        while off + _HDR.size <= len(data):
-            length, mtype = _HDR.unpack_from(data, off)[:2]
-            if length < _HDR.size:
+        while off + NLMSGHDR.size <= len(data):
+            length, mtype = NLMSGHDR.unpack_from(data, off)[:2]
+            if length < NLMSGHDR.size:
                 break
             if mtype in (RTM_NEWLINK, RTM_DELLINK):
-                event = parse_link(data, off + _HDR.size, off + length, mtype == RTM_DELLINK)
+                event = parse_link(data, off + NLMSGHDR.size, off + length, mtype == RTM_DELLINK)
                 if event is not None:
                     out.append(event)
             off += (length + 3) & ~3
@@ -109,13 +110,13 @@ class LinkWatch:
 
 def parse_link(data: bytes, off: int, end: int, gone: bool = False) -> LinkEvent | None:
     """An ifinfomsg and its attributes at DATA[OFF:END]: only what the agent uses."""
-    if end - off < _IFINFO.size:
+    if end - off < IFINFOMSG.size:
         return None
-    _family, _type, index, flags, _change = _IFINFO.unpack_from(data, off)
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, off)
     name, kind = "", None
-    pos = off + _IFINFO.size
+    pos = off + IFINFOMSG.size
     while pos + 4 <= end:
-        alen, atype = _ATTR.unpack_from(data, pos)
+        alen, atype = RTATTR.unpack_from(data, pos)
         if alen < 4:
             break
         atype &= 0x3FFF  # NLA_F_NESTED and NLA_F_NET_BYTEORDER
@@ -129,7 +130,7 @@ def parse_link(data: bytes, off: int, end: int, gone: bool = False) -> LinkEvent
 
 def _info_kind(data: bytes, pos: int, end: int) -> str | None:
     while pos + 4 <= end:
-        alen, atype = _ATTR.unpack_from(data, pos)
+        alen, atype = RTATTR.unpack_from(data, pos)
         if alen < 4:
             return None
         if atype & 0x3FFF == IFLA_INFO_KIND:
@@ -140,3 +141,59 @@ def _info_kind(data: bytes, pos: int, end: int) -> str | None:
 
 def _string(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+@dataclass
+class LinkWork:
+    """What a batch of link events asks of the agent."""
+
+    up_again: list[str] = field(default_factory=list)  # heal: entries may be flushed
+    gone: list[tuple[str, int]] = field(default_factory=list)  # (name, ifindex)
+    new_veths: list[str] = field(default_factory=list)  # maybe a hot-plugged interface
+
+
+class LinkTracker:
+    """Which devices are up (with carrier), and which ever were: the watcher's memory,
+    a few bytes per device."""
+
+    def __init__(self, links: dict[int, LinkEvent]):
+        self.up = {index: _running(link.flags) for index, link in links.items()}
+        self.names = {index: link.name for index, link in links.items()}
+        self.ever_up = {index for index, up in self.up.items() if up}
+
+    def feed(self, events: Iterable[LinkEvent]) -> LinkWork:
+        work = LinkWork()
+        up_again: set[str] = set()
+        for ev in events:
+            if ev.gone:
+                self.up.pop(ev.index, None)
+                self.ever_up.discard(ev.index)
+                name = self.names.pop(ev.index, None) or ev.name
+                if name:
+                    work.gone.append((name, ev.index))
+                continue
+            if ev.index not in self.up and ev.kind == "veth" and ev.name:
+                work.new_veths.append(ev.name)
+            is_up = _running(ev.flags)
+            if is_up and self.up.get(ev.index) is False and ev.index in self.ever_up \
+                    and ev.name:
+                up_again.add(ev.name)
+            self.up[ev.index] = is_up
+            if ev.name:
+                self.names[ev.index] = ev.name
+            if is_up:
+                self.ever_up.add(ev.index)
+        work.up_again = sorted(up_again)
+        return work
+
+    def missed(self, now: dict[int, LinkEvent]) -> list[LinkEvent]:
+        """The events that turn what we knew into NOW (a fresh dump): the devices that
+        vanished, then every device as it is (feed() picks out the changes)."""
+        gone = [LinkEvent(index, self.names.get(index, ""), 0, None, gone=True)
+                for index in self.up if index not in now]
+        return [*gone, *now.values()]
+
+
+def _running(flags: int) -> bool:
+    """Up and with carrier: losing either can lose our entries."""
+    return bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import struct
 
 from vzlibvirt import link_events as le
-from vzlibvirt.agent import IFF_LOWER_UP, IFF_UP, LinkTracker
-from vzlibvirt.link_events import LinkEvent, parse_link
+from vzlibvirt.link_events import IFF_LOWER_UP, IFF_UP, LinkEvent, LinkTracker, parse_link
 
 UP = IFF_UP | IFF_LOWER_UP
 
