@@ -88,6 +88,13 @@ def report(res: dict) -> None:
         print(f"{n:>15} {r['shell']:8.1f} {r['inproc']:8.1f} {r['agent']:8.1f} "
               f"{r['inproc'] / r['shell']:13.2f}x {r['agent'] / r['shell']:11.2f}x")
     for n in sizes:
+        per_call = res["sizes"][n]["per_call"]
+        ops = list(per_call["shell"])
+        print(f"\nper call with {n} guests (medians, ms)\n{'':>8}"
+              + "".join(f"{op:>9}" for op in ops))
+        for variant, times in per_call.items():
+            print(f"{variant:>8}" + "".join(f"{times[op]:9.2f}" for op in ops))
+    for n in sizes:
         r = res["sizes"][n]
         if "rss_mb" in r:
             print(f"agent with {n} guests: resident {r['rss_mb']:.1f} MB, CPU while idle "
@@ -142,12 +149,14 @@ def _inner(args, work: Path) -> int:
             print(f"wired {n - wired} filler guests in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr)
             wired = n
-        row = {"shell": measure([str(shell)], xml, {}, args.rounds)}
-        row["inproc"] = measure([str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT},
-                                args.rounds, env_cfg)
+        row: dict = {"per_call": {}}
+        row["shell"], row["per_call"]["shell"] = measure([str(shell)], xml, {}, args.rounds)
+        row["inproc"], row["per_call"]["inproc"] = measure(
+            [str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT}, args.rounds, env_cfg)
         agent = start_agent(config, sock)
         try:
-            row["agent"] = measure([str(shim)], xml, {}, args.rounds, env_cfg)
+            row["agent"], row["per_call"]["agent"] = measure([str(shim)], xml, {},
+                                                             args.rounds, env_cfg)
             row.update(agent_idle(agent.pid, args.idle_seconds, args.settle_seconds))
         finally:
             agent.stop(timeout=10)
@@ -160,13 +169,14 @@ def _inner(args, work: Path) -> int:
     return 0
 
 
-def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
-    """Median time of the five calls. Between `started` and `stopped` the guest's device
+def measure(cmd, xml, extra_env, rounds, base_env=None) -> tuple[float, dict[str, float]]:
+    """Median time of the five calls, and each call's median (ms). Between `started` and `stopped` the guest's device
     is deleted, untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
     from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
 
     env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
     totals = []
+    calls: dict[str, list[float]] = {op: [] for op, _sub in LIFE}
     for _ in range(rounds + 1):
         _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
         total = 0.0
@@ -176,11 +186,15 @@ def measure(cmd, xml, extra_env, rounds, base_env=None) -> float:
             t0 = time.perf_counter()
             p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
                                capture_output=True)
-            total += time.perf_counter() - t0
+            took = time.perf_counter() - t0
+            total += took
+            calls[op].append(took)
             if p.returncode != 0:
                 raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
         totals.append(total)
-    return statistics.median(totals[1:]) * 1000  # the first round warms caches
+    # the first round warms caches
+    return (statistics.median(totals[1:]) * 1000,
+            {op: statistics.median(t[1:]) * 1000 for op, t in calls.items()})
 
 
 def agent_idle(pid: int, seconds: float, settle: float) -> dict:

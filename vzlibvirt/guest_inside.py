@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from vzlibvirt.errors import HostError
-from vzlibvirt.netlink import IFA_F_NODAD, Link
+from vzlibvirt.netlink import Link
 from vzlibvirt.netlink_admin import AddrSpec, BridgeNetlink
+from vzlibvirt.rtnl import IFA_F_NODAD
 
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")

@@ -17,21 +17,30 @@ import socket
 import struct
 from collections.abc import Iterator
 
-NETLINK_ROUTE = 0
-SOL_NETLINK = 270
-NETLINK_GET_STRICT_CHK = 12
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_GETLINK, RTM_GETADDR, RTM_GETROUTE, RTM_GETNEIGH = 18, 22, 26, 30
-RT_TABLE_MAIN = 254
-NTF_PROXY = 0x08
-IFA_ADDRESS = 1
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
-NDA_DST = 1
-# the wire formats shared with link_events.py
-NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
-RTATTR = struct.Struct("=HH")  # length, type
-IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+from vzlibvirt.rtnl import (
+    IFA_ADDRESS,
+    IFINFOMSG,
+    NDA_DST,
+    NETLINK_GET_STRICT_CHK,
+    NETLINK_ROUTE,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NLMSGHDR,
+    NTF_PROXY,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_OIF,
+    RTA_TABLE,
+    RTATTR,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    SOL_NETLINK,
+)
+
 _FAMILIES = {4: socket.AF_INET, 16: socket.AF_INET6}
 
 

@@ -23,16 +23,25 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vzlibvirt.kernel_tables import IFINFOMSG, NETLINK_ROUTE, NLMSGHDR, RTATTR, KernelTables
+from vzlibvirt.kernel_tables import KernelTables
+from vzlibvirt.rtnl import (
+    IFF_LOWER_UP,
+    IFF_UP,
+    IFINFOMSG,
+    IFLA_IFNAME,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    NETLINK_ROUTE,
+    NLMSGHDR,
+    RTATTR,
+    RTM_DELLINK,
+    RTM_NEWLINK,
+)
 
 RTMGRP_LINK = 0x1
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-IFLA_IFNAME, IFLA_LINKINFO, IFLA_INFO_KIND = 3, 18, 1
 SO_RCVBUFFORCE = 33  # root may exceed net.core.rmem_max
 RCVBUF_START = 1 << 20
 RCVBUF_MAX = 1 << 27
-IFF_UP = 0x1
-IFF_LOWER_UP = 0x10000  # carrier
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,11 @@
 """The thin netlink layer: the requests of the hot path (wire, unwire, heal).
 
-With netlink_admin.py (the dumps `bridge create/delete` needs) and netlink_bulk.py (the
-view that answers presence from one dump per table) it is the only code that imports
-pyroute2. Every call here is a single targeted request (a create with NLM_F_EXCL, a get
-of one entry), never a dump of a whole table, so a call costs the same with 1 or 1,000
-guests on the host; the rare dumps (links(), addresses(), fdb_ports()) serve one
-neighbour_devs policy and one bridged check. `import pyroute2` costs ~170 ms, so nothing
-imports this module until a path really has netlink work to do.
+Every call here is a single targeted request (a create with NLM_F_EXCL, a get of one
+entry), never a dump of a whole table, so a call costs the same with 1 or 1,000 guests
+on the host; the rare dumps (links(), addresses(), fdb_ports()) serve one
+neighbour_devs policy and one bridged check. The requests are packed by hand on one raw
+socket (rtnl.py: pyroute2 cost ~0.25 ms a request, most of a routed `started`).
+pyroute2 is imported only by `ipr`, for `bridge create/delete` (netlink_admin.py).
 """
 
 from __future__ import annotations
@@ -15,21 +14,81 @@ import contextlib
 import errno
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from vzlibvirt import contract
+from vzlibvirt.rtnl import (
+    IFA_ADDRESS,
+    IFA_F_NODAD,
+    IFA_LOCAL,
+    IFADDRMSG,
+    IFF_UP,
+    IFINFOMSG,
+    IFLA_ADDRESS,
+    IFLA_BR_VLAN_FILTERING,
+    IFLA_BRPORT_ISOLATED,
+    IFLA_IFNAME,
+    IFLA_INFO_DATA,
+    IFLA_INFO_KIND,
+    IFLA_INFO_SLAVE_DATA,
+    IFLA_INFO_SLAVE_KIND,
+    IFLA_LINKINFO,
+    IFLA_MASTER,
+    IFLA_MTU,
+    NDA_DST,
+    NDA_LLADDR,
+    NDA_MASTER,
+    NDMSG,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NTF_PROXY,
+    NTF_SELF,
+    NUD_PERMANENT,
+    RT_SCOPE_LINK,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PRIORITY,
+    RTA_TABLE,
+    RTM_DELADDR,
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_F_FIB_MATCH,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTMSG,
+    RTN_UNICAST,
+    NetlinkError,
+    RtnlSocket,
+    attr,
+    attr_str,
+    attr_u32,
+    attrs,
+    cstr,
+    lladdr,
+    u32,
+)
 
-NTF_PROXY = 0x08
-NTF_SELF = 0x02
-NUD_PERMANENT = 0x80
-RT_SCOPE_LINK = 253
-IFA_F_NODAD = 0x02
 AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _GONE = (errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL)
+
+__all__ = ["Link", "Netlink", "NetlinkError", "RouteInfo", "error_text", "netlink_errors"]
+
+
+def netlink_errors() -> tuple[type[Exception], ...]:
+    """The kernel's refusals as raised here, and as pyroute2 raises them once something
+    (netlink_admin.py) has imported it: `except netlink_errors()` catches both."""
+    mod = sys.modules.get("pyroute2.netlink.exceptions")
+    return (NetlinkError,) if mod is None else (NetlinkError, mod.NetlinkError)
 
 
 @dataclass(frozen=True)
@@ -56,13 +115,27 @@ class RouteInfo:
 
 
 class Netlink:
-    """One rtnetlink socket with the handful of operations the engine needs."""
+    """One raw rtnetlink socket with the handful of operations the engine needs.
 
-    def __init__(self, ipr: IPRoute | None = None) -> None:
-        # strict checking makes the kernel apply a dump's filters (an address dump for one
-        # ifindex), instead of sending every address of the host for pyroute2 to sift
-        self.ipr = ipr or IPRoute(strict_check=True)
+    `share` makes a view (netlink_bulk.BulkView) that uses another Netlink's sockets."""
+
+    def __init__(self, share: Netlink | None = None) -> None:
+        self._share = share
+        self.rtnl = share.rtnl if share is not None else RtnlSocket()
+        self._ipr = None
         self._links: dict[object, Link | None] | None = None
+
+    @property
+    def ipr(self):
+        """A pyroute2 IPRoute on first use (`import pyroute2` costs ~170 ms): only
+        netlink_admin.py's bridge moves still use it."""
+        if self._share is not None:
+            return self._share.ipr
+        if self._ipr is None:
+            from pyroute2 import IPRoute
+
+            self._ipr = IPRoute(strict_check=True)
+        return self._ipr
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Netlink]:
@@ -76,7 +149,9 @@ class Netlink:
             self._links = None
 
     def close(self) -> None:
-        self.ipr.close()
+        self.rtnl.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     def __enter__(self) -> Netlink:
         return self
@@ -86,40 +161,55 @@ class Netlink:
 
     # links
     def link(self, name: str) -> Link | None:
-        return self._get_link(("name", name), {"ifname": name})
+        return self._get_link(("name", name), name)
 
     def link_by_index(self, index: int) -> Link | None:
-        return self._get_link(("index", index), {"index": index})
+        return self._get_link(("index", index), index)
 
-    def _get_link(self, key, query) -> Link | None:
+    def _get_link(self, key, query: str | int) -> Link | None:
         if self._links is not None and key in self._links:
             return self._links[key]
-        try:
-            link = link_from_msg(self.ipr.link("get", **query)[0])
-        except NetlinkError as exc:
-            if exc.code not in _GONE:
-                raise
-            link = None
+        msg = self._link_msg(query)
+        link = None if msg is None else link_from_msg(msg)
         if self._links is not None:
             self._links[key] = link
             if link is not None:  # the same link answers for its name and its index
                 self._links[("name", link.name)] = self._links[("index", link.index)] = link
         return link
 
+    def _link_msg(self, query: str | int) -> bytes | None:
+        """RTM_GETLINK by name or index: the answer's payload; None when it is gone."""
+        if isinstance(query, str):
+            body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr_str(IFLA_IFNAME, query)
+        else:
+            body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, query, 0, 0)
+        try:
+            answer = self.rtnl.request(RTM_GETLINK, body)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return None
+            raise
+        return answer[0][1] if answer else None
+
     def links(self) -> list[Link]:
-        return [link_from_msg(m) for m in self.ipr.get_links()]
+        return [link_from_msg(payload) for mtype, payload in self.rtnl.dump(
+            RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)) if mtype == RTM_NEWLINK]
+
+    def _set_link(self, index: int, *link_attrs: bytes, flags: int = 0, change: int = 0) -> None:
+        self.rtnl.request(RTM_NEWLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+                          + b"".join(link_attrs))
 
     def set_up(self, index: int) -> None:
         self.forget_links()
-        self.ipr.link("set", index=index, state="up")
+        self._set_link(index, flags=IFF_UP, change=IFF_UP)
 
     def set_down(self, index: int) -> None:
         self.forget_links()
-        self.ipr.link("set", index=index, state="down")
+        self._set_link(index, flags=0, change=IFF_UP)
 
     def set_mac(self, index: int, mac: str) -> None:
         self.forget_links()
-        self.ipr.link("set", index=index, address=mac)
+        self._set_link(index, attr(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", ""))))
 
     def forget_links(self) -> None:
         if self._links is not None:
@@ -128,89 +218,92 @@ class Netlink:
     # addresses
     def addr_add(self, index: int, address: str, prefixlen: int, family: int) -> bool:
         """Add an address; False when it was already there (EEXIST)."""
-        kw = {"scope": RT_SCOPE_LINK}
-        if family == 6:
-            kw["flags"] = IFA_F_NODAD
-        return try_create(lambda: self.ipr.addr("add", index=index, address=address,
-                                              prefixlen=prefixlen, **kw))
+        flags = IFA_F_NODAD if family == 6 else 0
+        return try_create(lambda: self.rtnl.request(
+            RTM_NEWADDR, _addr_body(index, address, prefixlen, RT_SCOPE_LINK, flags),
+            NLM_F_CREATE | NLM_F_EXCL))
 
     def addr_del(self, index: int, address: str, prefixlen: int) -> bool:
-        return try_remove(lambda: self.ipr.addr("del", index=index, address=address,
-                                              prefixlen=prefixlen))
+        return try_remove(lambda: self.rtnl.request(
+            RTM_DELADDR, _addr_body(index, address, prefixlen, 0, 0)))
 
     def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
-        family = AF[6 if ":" in address else 4]
-        for msg in self.ipr.addr("dump", family=family, index=index,
-                                 dump_filter=lambda m: m["index"] == index):
-            if msg.get_attr("IFA_ADDRESS") == address and msg["prefixlen"] == prefixlen:
+        family = _family(address)
+        want = socket.inet_pton(family, address)
+        for mtype, payload in self.rtnl.dump(RTM_GETADDR, IFADDRMSG.pack(family, 0, 0, 0, index)):
+            _fam, plen, _fl, _scope, idx = IFADDRMSG.unpack_from(payload)
+            if (mtype == RTM_NEWADDR and idx == index and plen == prefixlen
+                    and _ifa_address(payload) == want):
                 return True
         return False
 
     def addresses(self, family: int | None = None) -> list[tuple[int, str, int, int]]:
         """(ifindex, address, prefixlen, scope) of every address: used by rare paths only."""
-        kw = {"family": AF[family]} if family else {}
-        return [(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"], m["scope"])
-                for m in self.ipr.get_addr(**kw)]
+        out = []
+        for mtype, payload in self.rtnl.dump(
+                RTM_GETADDR, IFADDRMSG.pack(AF[family] if family else 0, 0, 0, 0, 0)):
+            fam, plen, _fl, scope, idx = IFADDRMSG.unpack_from(payload)
+            raw = _ifa_address(payload)
+            if mtype == RTM_NEWADDR and raw is not None:
+                out.append((idx, socket.inet_ntop(fam, raw), plen, scope))
+        return out
 
     # routes
     def route_add(self, dst: str, prefixlen: int, oif: int) -> bool:
-        return try_create(lambda: self.ipr.route("add", dst=f"{dst}/{prefixlen}", oif=oif,
-                                               proto=contract.ROUTE_PROTOCOL, scope=RT_SCOPE_LINK,
-                                               priority=contract.ROUTE_METRIC))
+        body = _route_body(dst, prefixlen, oif) + attr_u32(RTA_PRIORITY, contract.ROUTE_METRIC)
+        return try_create(lambda: self.rtnl.request(RTM_NEWROUTE, body,
+                                                    NLM_F_CREATE | NLM_F_EXCL))
 
     def route_del(self, dst: str, prefixlen: int, oif: int) -> bool:
-        return try_remove(lambda: self.ipr.route("del", dst=f"{dst}/{prefixlen}", oif=oif,
-                                               proto=contract.ROUTE_PROTOCOL, scope=RT_SCOPE_LINK))
+        return try_remove(lambda: self.rtnl.request(RTM_DELROUTE,
+                                                    _route_body(dst, prefixlen, oif)))
 
     def route_get(self, dst: str) -> RouteInfo | None:
         """The route the kernel would use for `dst` (RTM_GETROUTE, no dump)."""
-        try:
-            msgs = self.ipr.route("get", dst=dst)
-        except NetlinkError as exc:
-            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, *_GONE):
-                return None
-            raise
-        return _route(msgs[0]) if msgs else None
+        answer = self._route_lookup(dst, 0)
+        return _route(answer[0]) if answer else None
 
     def route_match(self, dst: str, prefixlen: int) -> RouteInfo | None:
         """The FIB entry that matches `dst` (RTM_F_FIB_MATCH): tells an exact /32 apart."""
-        try:
-            msgs = self.ipr.route("get", dst=dst, flags=0x2000)  # RTM_F_FIB_MATCH in rtm_flags
-        except NetlinkError as exc:
-            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, *_GONE):
-                return None
-            raise
-        for msg in msgs:
-            info = _route(msg)
+        for payload in self._route_lookup(dst, RTM_F_FIB_MATCH):
+            info = _route(payload)
             if info.dst_len == prefixlen:
                 return info
         return None
+
+    def _route_lookup(self, dst: str, rtm_flags: int) -> list[bytes]:
+        family = _family(dst)
+        raw = socket.inet_pton(family, dst)
+        body = RTMSG.pack(family, len(raw) * 8, 0, 0, 0, 0, 0, 0, rtm_flags) + attr(RTA_DST, raw)
+        try:
+            answer = self.rtnl.request(RTM_GETROUTE, body)
+        except NetlinkError as exc:
+            if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, *_GONE):
+                return []
+            raise
+        return [payload for mtype, payload in answer if mtype == RTM_NEWROUTE]
 
     # proxy neighbours
     def pneigh_add(self, dst: str, index: int) -> bool:
         """Add a permanent proxy entry. The kernel has no EEXIST for proxy entries: the
         callers ask pneigh_present() first (the engine does, before writing ahead)."""
-        family = AF[6 if ":" in dst else 4]
-        self.ipr.neigh("add", dst=dst, ifindex=index, flags=NTF_PROXY, state=NUD_PERMANENT,
-                       family=family)
+        self.rtnl.request(RTM_NEWNEIGH, _neigh_body(dst, index, NUD_PERMANENT, NTF_PROXY),
+                          NLM_F_CREATE | NLM_F_EXCL)
         return True
 
     def pneigh_del(self, dst: str, index: int) -> bool:
-        family = AF[6 if ":" in dst else 4]
-        return try_remove(lambda: self.ipr.neigh("del", dst=dst, ifindex=index,
-                                               flags=NTF_PROXY, family=family))
+        return try_remove(lambda: self.rtnl.request(
+            RTM_DELNEIGH, _neigh_body(dst, index, 0, NTF_PROXY)))
 
     def neigh_forget(self, dst: str, index: int) -> bool:
         """Drop the device's (not proxy) neighbour entry for DST: an unanswered
         resolution is started afresh by the next packet instead of its 1 s retry."""
-        family = AF[6 if ":" in dst else 4]
-        return try_remove(lambda: self.ipr.neigh("del", dst=dst, ifindex=index,
-                                               family=family))
+        return try_remove(lambda: self.rtnl.request(RTM_DELNEIGH,
+                                                    _neigh_body(dst, index, 0, 0)))
 
     def pneigh_present(self, dst: str, index: int) -> bool:
-        family = AF[6 if ":" in dst else 4]
         try:
-            self.ipr.neigh("get", dst=dst, ifindex=index, flags=NTF_PROXY, family=family)
+            self.rtnl.request(RTM_GETNEIGH, _neigh_body(dst, index, 0, NTF_PROXY))
         except NetlinkError as exc:
             if exc.code in _GONE:
                 return False
@@ -227,63 +320,64 @@ class Netlink:
         where the dump of its forwarding database took 0.8 s with 1,000 ports
         (docs/performance.md). A VLAN-filtering bridge keys entries by VLAN too, so
         there the dump (filtered by master in the kernel) is still used."""
-        mac = mac.lower()
+        raw = bytes.fromhex(mac.replace(":", ""))
+        head = NDMSG.pack(socket.AF_BRIDGE, 0, 0, 0, 0)
         if not self._vlan_filtering(bridge_index):
             try:
-                msgs = self.ipr.neigh("get", family=socket.AF_BRIDGE, lladdr=mac,
-                                      master=bridge_index)
+                answer = self.rtnl.request(RTM_GETNEIGH, head + attr(NDA_LLADDR, raw)
+                                           + attr_u32(NDA_MASTER, bridge_index))
             except NetlinkError as exc:
                 if exc.code in _GONE:
                     return set()
                 raise
-            return {m["ifindex"] for m in msgs if not m["flags"] & NTF_SELF}
-        return {m["ifindex"] for m in self.ipr.neigh("dump", family=socket.AF_BRIDGE,
-                                                      master=bridge_index,
-                                                      dump_filter=lambda _m: True)
-                if (m.get_attr("NDA_LLADDR") or "").lower() == mac
-                and not m["flags"] & NTF_SELF}
+        else:
+            answer = [(mtype, payload) for mtype, payload in self.rtnl.dump(
+                RTM_GETNEIGH, head + attr_u32(NDA_MASTER, bridge_index))
+                if attrs(payload, NDMSG.size).get(NDA_LLADDR) == raw]
+        ports = set()
+        for mtype, payload in answer:
+            _fam, ifindex, _state, flags, _type = NDMSG.unpack_from(payload)
+            if mtype == RTM_NEWNEIGH and not flags & NTF_SELF:
+                ports.add(ifindex)
+        return ports
 
     # bridge ports (bridged mode)
     def set_master(self, index: int, master: int | None) -> None:
         """Enslave `index` to bridge `master`, or release it with None."""
-        self.ipr.link("set", index=index, master=master or 0)
+        self._set_link(index, attr_u32(IFLA_MASTER, master or 0))
 
     def set_mtu(self, index: int, mtu: int) -> None:
-        self.ipr.link("set", index=index, mtu=mtu)
+        self._set_link(index, attr_u32(IFLA_MTU, mtu))
 
     def brport_isolated(self, index: int) -> bool | None:
         """The port's isolated flag (IFLA_BRPORT_ISOLATED); None when not a bridge port."""
-        data = self._brport_data(index)
-        return None if data is None else bool(data.get_attr("IFLA_BRPORT_ISOLATED"))
+        info = self._linkinfo(index)
+        if cstr(info.get(IFLA_INFO_SLAVE_KIND)) != "bridge":
+            return None
+        data = attrs(info.get(IFLA_INFO_SLAVE_DATA, b""))
+        return bool(data.get(IFLA_BRPORT_ISOLATED, b"\0")[0])
 
     def set_brport_isolated(self, index: int, on: bool) -> None:
-        self.ipr.link("set", index=index, kind="bridge_slave", isolated=1 if on else 0)
+        port = attr(IFLA_BRPORT_ISOLATED, bytes([1 if on else 0]))
+        self._set_link(index, attr(IFLA_LINKINFO, attr_str(IFLA_INFO_SLAVE_KIND, "bridge")
+                                   + attr(IFLA_INFO_SLAVE_DATA, port)))
 
     def _vlan_filtering(self, bridge_index: int) -> bool:
-        info = self._linkinfo(bridge_index)
-        data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
-        return bool(data is not None and data.get_attr("IFLA_BR_VLAN_FILTERING"))
+        data = attrs(self._linkinfo(bridge_index).get(IFLA_INFO_DATA, b""))
+        return bool(data.get(IFLA_BR_VLAN_FILTERING, b"\0")[0])
 
-    def _linkinfo(self, index: int):
-        """The device's IFLA_LINKINFO; None when it has none or is gone."""
-        try:
-            return self.ipr.link("get", index=index)[0].get_attr("IFLA_LINKINFO")
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                return None
-            raise
-
-    def _brport_data(self, index: int):
-        info = self._linkinfo(index)
-        if info is None or info.get_attr("IFLA_INFO_SLAVE_KIND") != "bridge":
-            return None
-        return info.get_attr("IFLA_INFO_SLAVE_DATA")
+    def _linkinfo(self, index: int) -> dict[int, bytes]:
+        """The device's IFLA_LINKINFO attributes; empty when it has none or is gone."""
+        msg = self._link_msg(index)
+        if msg is None:
+            return {}
+        return attrs(attrs(msg, IFINFOMSG.size).get(IFLA_LINKINFO, b""))
 
 
 def try_create(call) -> bool:
     try:
         call()
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code == errno.EEXIST:
             return False
         raise
@@ -293,40 +387,76 @@ def try_create(call) -> bool:
 def try_remove(call) -> bool:
     try:
         call()
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code in _GONE:
             return False
         raise
     return True
 
 
-def link_from_msg(msg) -> Link:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+def link_from_msg(payload: bytes) -> Link:
+    """A Link from an RTM_NEWLINK payload."""
+    _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    a = attrs(payload, IFINFOMSG.size)
+    info = attrs(a[IFLA_LINKINFO]) if IFLA_LINKINFO in a else {}
     return Link(
-        index=msg["index"],
-        name=msg.get_attr("IFLA_IFNAME"),
-        up=bool(msg["flags"] & 1),
-        mac=msg.get_attr("IFLA_ADDRESS"),
-        mtu=msg.get_attr("IFLA_MTU") or 0,
-        master=msg.get_attr("IFLA_MASTER"),
-        kind=kind,
+        index=index,
+        name=cstr(a.get(IFLA_IFNAME)) or "",
+        up=bool(flags & IFF_UP),
+        mac=lladdr(a.get(IFLA_ADDRESS)),
+        mtu=u32(a.get(IFLA_MTU)) or 0,
+        master=u32(a.get(IFLA_MASTER)),
+        kind=cstr(info.get(IFLA_INFO_KIND)),
     )
 
 
-def _route(msg) -> RouteInfo:
+def _route(payload: bytes) -> RouteInfo:
+    family, dst_len, _s, _t, table, protocol, _scope, rtype, _f = RTMSG.unpack_from(payload)
+    a = attrs(payload, RTMSG.size)
+    gateway = a.get(RTA_GATEWAY)
     return RouteInfo(
-        oif=msg.get_attr("RTA_OIF"),
-        dst_len=msg["dst_len"],
-        gateway=msg.get_attr("RTA_GATEWAY"),
-        table=msg.get_attr("RTA_TABLE") or msg["table"],
-        protocol=msg["proto"],
-        type=msg["type"],
+        oif=u32(a.get(RTA_OIF)),
+        dst_len=dst_len,
+        gateway=socket.inet_ntop(family, gateway) if gateway else None,
+        table=u32(a.get(RTA_TABLE)) or table,
+        protocol=protocol,
+        type=rtype,
     )
+
+
+def _family(address: str) -> int:
+    return AF[6 if ":" in address else 4]
+
+
+def _addr_body(index: int, address: str, prefixlen: int, scope: int, flags: int) -> bytes:
+    family = _family(address)
+    raw = socket.inet_pton(family, address)
+    body = IFADDRMSG.pack(family, prefixlen, flags, scope, index) + attr(IFA_ADDRESS, raw)
+    if family == socket.AF_INET:
+        body += attr(IFA_LOCAL, raw)
+    return body
+
+
+def _ifa_address(payload: bytes) -> bytes | None:
+    a = attrs(payload, IFADDRMSG.size)
+    return a.get(IFA_ADDRESS, a.get(IFA_LOCAL))
+
+
+def _route_body(dst: str, prefixlen: int, oif: int) -> bytes:
+    family = _family(dst)
+    return (RTMSG.pack(family, prefixlen, 0, 0, RT_TABLE_MAIN, contract.ROUTE_PROTOCOL,
+                       RT_SCOPE_LINK, RTN_UNICAST, 0)
+            + attr(RTA_DST, socket.inet_pton(family, dst)) + attr_u32(RTA_OIF, oif))
+
+
+def _neigh_body(dst: str, index: int, state: int, flags: int) -> bytes:
+    family = _family(dst)
+    return (NDMSG.pack(family, index, state, flags, 0)
+            + attr(NDA_DST, socket.inet_pton(family, dst)))
 
 
 def error_text(exc: BaseException) -> str:
     """A short reason for a netlink or OS error, for the one-line refusal."""
-    if isinstance(exc, NetlinkError):
+    if isinstance(exc, netlink_errors()):
         return f"{os.strerror(exc.code)} ({errno.errorcode.get(exc.code, '?')})"
     return str(exc)

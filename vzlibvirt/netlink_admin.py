@@ -8,15 +8,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from vzlibvirt.netlink import (
-    AF,
-    IFA_F_NODAD,
-    RT_SCOPE_LINK,
-    Link,
-    Netlink,
-    try_create,
-    try_remove,
-)
+from vzlibvirt.netlink import AF, Link, Netlink, try_create, try_remove
+from vzlibvirt.rtnl import IFA_F_NODAD, RT_SCOPE_LINK
 
 IFA_F_PERMANENT = 0x80
 IFA_F_TENTATIVE = 0x40  # duplicate address detection still running

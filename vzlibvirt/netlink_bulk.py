@@ -2,10 +2,10 @@
 
 `reconcile` and the agent's re-publishing ask about thousands of entries at once; one
 dump per table instead of one request per entry keeps that linear in the number of
-entries with a small constant. Each table is dumped on first use only (decoding a dump
-costs pyroute2 ~0.2 ms a message, so re-publishing proxy entries dumps just the proxy
-table); links are looked up one by one and memoised for the view's life. Changes go to
-the kernel and into the view. The view shares the socket of the Netlink it wraps.
+entries with a small constant. Each table is dumped on first use only (re-publishing
+proxy entries dumps just the proxy table); links are looked up one by one and memoised
+for the view's life. Changes go to the kernel and into the view. The view shares the
+socket of the Netlink it wraps.
 """
 
 from __future__ import annotations
@@ -16,14 +16,28 @@ import functools
 import socket
 from collections.abc import Iterator
 
-from vzlibvirt.netlink import NTF_PROXY, Link, Netlink, link_from_msg
+from vzlibvirt.netlink import Link, Netlink
+from vzlibvirt.rtnl import (
+    NDA_DST,
+    NDMSG,
+    NTF_PROXY,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_OIF,
+    RTA_TABLE,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTMSG,
+    attrs,
+    u32,
+)
 
 LINK_DUMP_AFTER = 32
 
 
 class BulkView(Netlink):
     def __init__(self, nl: Netlink):
-        super().__init__(nl.ipr)
+        super().__init__(share=nl)
         self._links: dict[object, Link | None] = {}
         self._misses = 0
 
@@ -39,35 +53,42 @@ class BulkView(Netlink):
 
     @functools.cached_property
     def _addrs(self) -> set[tuple[int, str, int]]:
-        return {(m["index"], m.get_attr("IFA_ADDRESS"), m["prefixlen"])
-                for m in self.ipr.get_addr()}
+        return {(index, address, plen) for index, address, plen, _scope in self.addresses()}
 
     @functools.cached_property
     def _pneigh(self) -> set[tuple[str, int]]:
         """(address, ifindex) of every proxy entry, IPv4 and IPv6 (one dump each)."""
         out = set()
         for family in (socket.AF_INET, socket.AF_INET6):
-            # NTF_PROXY must be in the request (the kernel then dumps the proxy table);
-            # an explicit dump_filter keeps pyroute2 from turning it into a match filter
-            for m in self.ipr.neigh("dump", family=family, flags=NTF_PROXY,
-                                    dump_filter=lambda _m: True):
-                out.add((m.get_attr("NDA_DST"), m["ifindex"]))
+            # NTF_PROXY in the request: the kernel then dumps the proxy table
+            for _mtype, payload in self.rtnl.dump(RTM_GETNEIGH,
+                                                  NDMSG.pack(family, 0, 0, NTF_PROXY, 0)):
+                fam, ifindex, _state, _flags, _type = NDMSG.unpack_from(payload)
+                dst = attrs(payload, NDMSG.size).get(NDA_DST)
+                if dst is not None:
+                    out.add((socket.inet_ntop(fam, dst), ifindex))
         return out
 
     @functools.cached_property
     def _routes(self) -> set[tuple[str, int, int]]:
-        return {(m.get_attr("RTA_DST"), m["dst_len"], m.get_attr("RTA_OIF"))
-                for fam in (socket.AF_INET, socket.AF_INET6)
-                for m in self.ipr.get_routes(family=fam, table=254)
-                if m.get_attr("RTA_DST") is not None}
+        out = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            head = RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+            for _mtype, payload in self.rtnl.dump(RTM_GETROUTE, head):
+                fam, dst_len, _s, _t, table = RTMSG.unpack_from(payload)[:5]
+                a = attrs(payload, RTMSG.size)
+                dst = a.get(RTA_DST)
+                if dst is not None and (u32(a.get(RTA_TABLE)) or table) == RT_TABLE_MAIN:
+                    out.add((socket.inet_ntop(fam, dst), dst_len, u32(a.get(RTA_OIF))))
+        return out
 
     def _get_link(self, key, query) -> Link | None:
         """One get per link at first; past a few dozen, one dump of them all is cheaper."""
         if key not in self._links:
             self._misses += 1
             if self._misses == LINK_DUMP_AFTER:
-                for msg in self.ipr.get_links():
-                    self._remember(("index", msg["index"]), link_from_msg(msg))
+                for link in self.links():
+                    self._remember(("index", link.index), link)
             if key not in self._links:
                 super()._get_link(key, query)  # memoised into self._links
         return self._links[key]

@@ -131,8 +131,9 @@ with KernelTables() as kt, Netlink() as nl:
 """
 
 
-def test_raw_table_dumps_match_pyroute2(topo, vz, wired):
-    """The resync's hand-decoded dumps see exactly what pyroute2 sees."""
+def test_resync_dumps_match_the_bulk_view(topo, vz, wired):
+    """The resync's dumps (kernel_tables.py) see exactly what reconcile's bulk view sees
+    (tests/netns/test_rtnl.py checks the bulk view against pyroute2)."""
     wired(resync_s=0)
     g = topo.add_guest("ct2", ["198.51.100.102", "2001:db8:100::102"])
     xml = domain_xml("ct2", interfaces=[routed(g.mac, g.ips, target=g.host_dev,
