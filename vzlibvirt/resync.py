@@ -55,6 +55,10 @@ class Memory:
     clean: bytes | None = None
     checked: int = 0
     kt: object | None = None
+    # the wired records as of the index's generation: an index that did not change
+    # since the last pass is not listed and compared again (10,000 records)
+    seen: tuple[int, int] | None = None  # (id of the index, its generation)
+    records: list[DomainRecord] = field(default_factory=list)
 
     def tables(self):
         from vzlibvirt.kernel_tables import KernelTables
@@ -104,15 +108,19 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
         with store.locked():
             index = index or RecordIndex(store)
             index.refresh()
-            return _pass([r for r in index.all() if r.phase == "wired"], nl, mem)
+            seen = (id(index), index.generation)  # read before the records
+            changed = False
+            if seen != mem.seen:
+                mem.records = [r for r in index.all() if r.phase == "wired"]
+                changed, mem.seen = mem.update(mem.records), seen
+            return _pass(mem.records, nl, mem, changed)
     finally:
         if memory is None:
             mem.close()
 
 
-def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory) -> Pass:
+def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory, changed: bool) -> Pass:
     done = Pass()
-    changed = mem.update(records)
     if not records:
         mem.clean = None
         return done

@@ -304,6 +304,7 @@ class RecordIndex:
         self._dir_stamp: int | None = None
         self._lock = threading.Lock()  # the refresher thread against the writers
         self._written: set[str] | None = None  # keys written while a scan runs
+        self.generation = 0  # bumped by every change: a reader that saw it can skip all()
         if observe:
             store.observer = self
 
@@ -322,6 +323,7 @@ class RecordIndex:
             self._put(key, None)
 
     def _put(self, key: str, entry: tuple[int, DomainRecord, tuple[str, ...]] | None) -> None:
+        self.generation += 1
         old = self._seen.pop(key, None)
         if old is not None:
             for dev in old[2]:
@@ -344,6 +346,7 @@ class RecordIndex:
         except FileNotFoundError:
             with self._lock:
                 self._seen, self._by_dev, self._dir_stamp = {}, {}, None
+                self.generation += 1
             return
         if stamp == self._dir_stamp:
             return
@@ -386,6 +389,7 @@ class RecordIndex:
             if current.keys() != self._seen.keys() or any(
                     current[k] is not self._seen[k] for k in current):
                 self._seen = current
+                self.generation += 1
                 self._by_dev = {}
                 for key, (_, _, devs) in current.items():
                     for dev in devs:

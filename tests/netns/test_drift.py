@@ -170,6 +170,12 @@ with Netlink() as nl:
     one(nl)
     one(nl)
     one(nl)
+    import dataclasses  # another process's record: the index's next scan brings it
+    twin = dataclasses.replace(index.all()[0], uuid="00000000-0000-0000-0000-00000000beef",
+                               key="lxc-00000000-0000-0000-0000-00000000beef")
+    store.save(twin)
+    one(nl)
+    one(nl)
 mem.close()
 print(json.dumps(out))
 """
@@ -187,5 +193,7 @@ def test_resync_pass_over_an_unchanged_host_stops_after_the_dumps(topo, vz, wire
                       [True, checked, 0],  # nothing changed: the dumps only
                       [False, checked, 1],  # the proxy entry deleted: compared, re-added
                       [False, checked, 0],  # after a repair: compared again, all there
-                      [True, checked, 0]]
+                      [True, checked, 0],
+                      [False, 2 * checked, 0],  # a new record: its entries compared too
+                      [True, 2 * checked, 0]]
     assert topo.proxy_entries() == {IP}

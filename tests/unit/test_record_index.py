@@ -106,3 +106,23 @@ def test_a_record_of_another_process_is_found_by_a_refresh(tmp_path):
     assert index.records_for("vnet3") == []
     index.refresh()
     assert [r.name for r in index.records_for("vnet3")] == ["d3"]
+
+
+def test_the_generation_moves_with_every_change_and_only_then(tmp_path):
+    """resync lists and compares the records again only when the generation moved."""
+    store = StateStore(tmp_path)
+    index = RecordIndex(store, observe=True)
+    index.refresh()
+    seen = [index.generation]
+    store.save(record(1))  # the store's own write, heard at once
+    seen.append(index.generation)
+    index.refresh()
+    seen.append(index.generation)
+    StateStore(tmp_path).save(record(2))  # another process's: found by the next scan
+    seen.append(index.generation)
+    index.refresh()
+    seen.append(index.generation)
+    store.delete(record(1).key)
+    seen.append(index.generation)
+    assert seen[0] < seen[1] == seen[2] == seen[3] < seen[4] < seen[5]
+    assert [r.name for r in index.all()] == ["d2"]
