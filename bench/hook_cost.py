@@ -9,7 +9,8 @@ end is in a guests' namespace) it times, in one run side by side:
   inproc  vzlibvirt's shim with no agent (the client runs the engine in-process)
   agent   vzlibvirt's shim with the resident agent
 each as libvirt runs it: prepare, start, started, stopped, release, XML on stdin,
-libvirt's minimal environment, the guest's device deleted before `stopped`; then the
+libvirt's minimal environment, the guest's device deleted before `stopped` (the shell's
+and the agent's rounds alternate, so a busy moment of the machine hits both); then the
 agent's resident memory and its CPU while idle. It also
 times `reconcile` of the filler guests and how soon the agent has every proxy entry back
 after the uplink comes up. Figures are printed,
@@ -150,16 +151,18 @@ def _inner(args, work: Path) -> int:
                   file=sys.stderr)
             wired = n
         row: dict = {"per_call": {}}
-        row["shell"], row["per_call"]["shell"] = measure([str(shell)], xml, {}, args.rounds)
-        row["inproc"], row["per_call"]["inproc"] = measure(
-            [str(shim)], xml, {AGENT_SOCKET_ENV: NO_AGENT}, args.rounds, env_cfg)
+        shell_v = ([str(shell)], {})
+        got = measure({"inproc": ([str(shim)], {**env_cfg, AGENT_SOCKET_ENV: NO_AGENT})},
+                      xml, args.rounds)
         agent = start_agent(config, sock)
-        try:
-            row["agent"], row["per_call"]["agent"] = measure([str(shim)], xml, {},
-                                                             args.rounds, env_cfg)
+        try:  # shell and agent rounds alternate, so a busy moment hits both alike
+            got |= measure({"shell": shell_v, "agent": ([str(shim)], env_cfg)}, xml,
+                           args.rounds)
             row.update(agent_idle(agent.pid, args.idle_seconds, args.settle_seconds))
         finally:
             agent.stop(timeout=10)
+        for variant in ("shell", "inproc", "agent"):
+            row[variant], row["per_call"][variant] = got[variant]
         res["sizes"][str(n)] = row
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
@@ -169,32 +172,37 @@ def _inner(args, work: Path) -> int:
     return 0
 
 
-def measure(cmd, xml, extra_env, rounds, base_env=None) -> tuple[float, dict[str, float]]:
-    """Median time of the five calls, and each call's median (ms). Between `started` and `stopped` the guest's device
-    is deleted, untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
+def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
+            rounds: int) -> dict[str, tuple[float, dict[str, float]]]:
+    """{variant: (median time of the five calls, {call: its median}) in ms}, the variants'
+    rounds alternating; each variant is (command, environment beyond libvirt's). Between
+    `started` and `stopped` the guest's device is deleted, untimed, as libvirt does (the
+    tap / veth is gone when `stopped` runs)."""
     from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
 
-    env = {**LIBVIRT_ENV, **(base_env or {}), **extra_env}
-    totals = []
-    calls: dict[str, list[float]] = {op: [] for op, _sub in LIFE}
+    totals: dict[str, list[float]] = {v: [] for v in variants}
+    calls = {v: {op: [] for op, _sub in LIFE} for v in variants}
     for _ in range(rounds + 1):
-        _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
-        total = 0.0
-        for op, sub in LIFE:
-            if op == "stopped":
-                _sh("ip", "link", "del", "vnb0")
-            t0 = time.perf_counter()
-            p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
-                               capture_output=True)
-            took = time.perf_counter() - t0
-            total += took
-            calls[op].append(took)
-            if p.returncode != 0:
-                raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
-        totals.append(total)
+        for variant, (cmd, extra_env) in variants.items():
+            env = {**LIBVIRT_ENV, **extra_env}
+            _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
+            total = 0.0
+            for op, sub in LIFE:
+                if op == "stopped":
+                    _sh("ip", "link", "del", "vnb0")
+                t0 = time.perf_counter()
+                p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
+                                   capture_output=True)
+                took = time.perf_counter() - t0
+                total += took
+                calls[variant][op].append(took)
+                if p.returncode != 0:
+                    raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
+            totals[variant].append(total)
     # the first round warms caches
-    return (statistics.median(totals[1:]) * 1000,
-            {op: statistics.median(t[1:]) * 1000 for op, t in calls.items()})
+    return {v: (statistics.median(totals[v][1:]) * 1000,
+                {op: statistics.median(t[1:]) * 1000 for op, t in calls[v].items()})
+            for v in variants}
 
 
 def agent_idle(pid: int, seconds: float, settle: float) -> dict:

@@ -11,6 +11,7 @@ Read-only: repairs still go through the entries and netlink.py.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
@@ -38,6 +39,8 @@ from vzlibvirt.rtnl import (
     RTM_GETLINK,
     RTM_GETNEIGH,
     RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWROUTE,
     SOL_NETLINK,
 )
 
@@ -54,28 +57,26 @@ class KernelTables:
         # the kernel then applies the dump filters (table, flags) itself
         self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         self.sock.bind((0, 0))
-        self._seq = 0
+        self._seqs: dict[tuple[int, bytes], int] = {}  # one per request, for good
         self._cache: dict[str, object] = {}
         self._raw: dict[tuple[int, bytes], tuple[int, list[bytes]]] = {}
 
     def reset(self) -> None:
         """Forget what was read: the next question dumps again (a long-lived user's
         next pass, on the same socket)."""
-        self._seq = 0
         self._cache.clear()
         self._raw.clear()
 
-    def fingerprint(self, *tables: str, protocol: int = 0) -> bytes:
-        """Dump TABLES ("routes", "proxies", "addresses") and hash the kernel's answer as
-        it came. On one socket, after reset(), the same requests get the same sequence
-        numbers, so two equal fingerprints mean the kernel answered byte for byte the
-        same: nothing in those tables changed. The tables' answers then decode from
-        these dumps."""
+    def fingerprint(self, table: str, protocol: int = 0) -> bytes:
+        """Dump TABLE ("routes", "proxies", "addresses"), or take the dump already read,
+        and hash the kernel's answer as it came. On one socket a request always carries
+        the same sequence number, so two equal fingerprints mean the kernel answered byte
+        for byte the same: nothing in that table changed. The table's answers then
+        decode from this dump."""
         digest = hashlib.blake2b(digest_size=16)
-        for table in tables:
-            for msg_type, body in self._requests(table, protocol):
-                for data in self._read(msg_type, body)[1]:
-                    digest.update(data)
+        for msg_type, body in self._requests(table, protocol):
+            for data in self._read(msg_type, body)[1]:
+                digest.update(data)
         return digest.digest()
 
     def _requests(self, table: str, protocol: int = 0) -> list[tuple[int, bytes]]:
@@ -181,8 +182,7 @@ class KernelTables:
         once per request (fingerprint() and the decoders share them)."""
         if (msg_type, body) in self._raw:
             return self._raw[msg_type, body]
-        self._seq += 1
-        seq = self._seq
+        seq = self._seqs.setdefault((msg_type, body), len(self._seqs) + 1)
         flags = NLM_F_REQUEST | NLM_F_DUMP
         self.sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
         buffers = []
@@ -193,6 +193,56 @@ class KernelTables:
                 break
         self._raw[msg_type, body] = (seq, buffers)
         return seq, buffers
+
+
+class TableEvents:
+    """The kernel's route, address and link notifications, only to learn whether any
+    came: a host where none came since the last look has lost none of its routes or
+    addresses (each loss is announced: a deletion, or the link event of a device that
+    went down or away), so the resync may skip those dumps. Proxy entries are lost
+    without a word and are read every time. A message that might be such a loss, or a
+    buffer that overflowed, counts; announcements of non-host routes and new addresses
+    do not (a router's table churn would otherwise never let the host be quiet)."""
+
+    GROUPS = 0x1 | 0x10 | 0x40 | 0x100 | 0x400  # RTMGRP_LINK, IPV4/6_IFADDR, IPV4/6_ROUTE
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                  NETLINK_ROUTE)
+        self.sock.bind((0, self.GROUPS))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def quiet(self) -> bool:
+        """Read what came since the last call: True when nothing that counts did."""
+        quiet = True
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except BlockingIOError:
+                return quiet
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                quiet = False  # notifications were lost: assume the worst
+                continue
+            if quiet:
+                quiet = not any(_counts(data))
+
+
+def _counts(data: bytes) -> Iterator[bool]:
+    """For each message of a notification datagram: whether it may be a loss."""
+    off = 0
+    while off + NLMSGHDR.size <= len(data):
+        length, mtype, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, off)
+        if length < NLMSGHDR.size:
+            return
+        if mtype == RTM_NEWROUTE:
+            yield data[off + NLMSGHDR.size + 1] in (32, 128)  # a host route replaced
+        else:
+            yield mtype != RTM_NEWADDR
+        off += (length + 3) & ~3
 
 
 def _ended(data: bytes, seq: int) -> bool:

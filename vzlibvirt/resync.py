@@ -37,41 +37,52 @@ class Pass:
     repaired: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     unchanged: bool = False  # records and kernel tables as at the last clean pass
+    dumped: list[str] = field(default_factory=list)  # the tables read from the kernel
 
 
 Checks = list[tuple[str, tuple, Entry]]  # (table, the key a dump of it holds, entry)
+# the tables whose losses the kernel announces (kernel_tables.TableEvents)
+ANNOUNCED = frozenset({"routes", "addresses"})
 
 
 @dataclass
 class Memory:
     """What a long-lived caller (the agent) keeps between passes, so that a pass over an
-    unchanged host costs the kernel's dumps and one hash of them: each record's checks,
-    worked out once; one dump socket (the same socket and sequence numbers make the
-    same answer byte-identical); the fingerprint of the tables after the last pass that
-    found nothing missing."""
+    unchanged host costs one dump and one hash of it: each record's checks, worked out
+    once; one dump socket (its requests always carry the same sequence numbers, so the
+    same table gives a byte-identical answer); each table's fingerprint after the last
+    pass that found nothing missing; and the kernel's notifications, which tell when
+    routes and addresses cannot have changed (kernel_tables.TableEvents)."""
 
     checks: dict[str, tuple[DomainRecord, Checks]] = field(default_factory=dict)
     wanted: list[str] = field(default_factory=list)  # the tables those checks read
-    clean: bytes | None = None
+    clean: dict[str, bytes] = field(default_factory=dict)
     checked: int = 0
     kt: object | None = None
+    events: object | None = None
     # the wired records as of the index's generation: an index that did not change
     # since the last pass is not listed and compared again (10,000 records)
     seen: tuple[int, int] | None = None  # (id of the index, its generation)
     records: list[DomainRecord] = field(default_factory=list)
 
     def tables(self):
-        from vzlibvirt.kernel_tables import KernelTables
+        from vzlibvirt.kernel_tables import KernelTables, TableEvents
 
         if self.kt is None:
+            self.events = TableEvents()  # before the first dump: nothing falls between
             self.kt = KernelTables()
         self.kt.reset()
         return self.kt
 
+    def quiet(self) -> bool:
+        """No route, address or link news since the last pass (False the first time)."""
+        return self.events is not None and self.events.quiet()
+
     def close(self) -> None:
         if self.kt is not None:
             self.kt.close()
-            self.kt = None
+            self.events.close()
+            self.kt = self.events = None
 
     def update(self, records: list[DomainRecord]) -> bool:
         """Bring the checks up to RECORDS; whether any changed."""
@@ -122,12 +133,17 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
 def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory, changed: bool) -> Pass:
     done = Pass()
     if not records:
-        mem.clean = None
+        mem.clean = {}
         return done
+    quiet = mem.quiet()  # read before the dumps: news after them shows next time
     kt = mem.tables()
     try:
-        fingerprint = kt.fingerprint(*mem.wanted, protocol=ROUTE_PROTOCOL)
-        if not changed and fingerprint == mem.clean:
+        # proxy entries vanish without a word: always read; routes and addresses only
+        # after news, or when a pass found something missing since they were last read
+        skip = {t for t in ANNOUNCED if quiet and t in mem.clean}
+        done.dumped = [t for t in mem.wanted if t not in skip]
+        prints = {t: kt.fingerprint(t, ROUTE_PROTOCOL) for t in done.dumped}
+        if not changed and all(prints[t] == mem.clean.get(t) for t in done.dumped):
             done.checked, done.unchanged = mem.checked, True
             return done
         absent: list[tuple[DomainRecord, Entry]] = []
@@ -138,6 +154,8 @@ def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory, changed: bool) 
                 if key not in tables[table]:
                     absent.append((record, entry))
             done.checked += len(checks)
+        done.dumped = list(mem.wanted)
+        clean = {t: kt.fingerprint(t, ROUTE_PROTOCOL) for t in mem.wanted}  # all read now
     finally:
         kt.reset()  # the dumps are megabytes at 10,000 guests: not kept between passes
     # only on the device that still has the recorded index (read when needed: a
@@ -145,7 +163,7 @@ def _pass(records: list[DomainRecord], nl: Netlink, mem: Memory, changed: bool) 
     names = dict(socket.if_nameindex()) if absent else {}
     missing = [(r, e) for r, e in absent if names.get(e.ifindex) == e.dev]
     # a repair changes the tables: the next pass compares again and finds them whole
-    mem.clean, mem.checked = (None if missing else fingerprint), done.checked
+    mem.clean, mem.checked = ({} if missing else clean), done.checked
     if missing:
         with nl.transaction():
             _repair_all(missing, nl, done)

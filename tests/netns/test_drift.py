@@ -162,7 +162,7 @@ store = StateStore(load_config(Path(sys.argv[1])).state.dir)
 index, mem, out = RecordIndex(store), Memory(), []
 def one(nl):
     p = resync(store, nl, index, mem)
-    out.append([p.unchanged, p.checked, len(p.repaired)])
+    out.append([p.unchanged, p.checked, len(p.repaired), p.dumped])
 with Netlink() as nl:
     one(nl)
     one(nl)
@@ -176,6 +176,10 @@ with Netlink() as nl:
     store.save(twin)
     one(nl)
     one(nl)
+    subprocess.run(["ip", "route", "del", sys.argv[2] + "/32"], check=True)  # announced
+    one(nl)
+    one(nl)
+    one(nl)
 mem.close()
 print(json.dumps(out))
 """
@@ -183,17 +187,23 @@ print(json.dumps(out))
 
 def test_resync_pass_over_an_unchanged_host_stops_after_the_dumps(topo, vz, wired):
     """Kept between passes, the resync's memory tells an unchanged host by the kernel's
-    byte-identical answers; a silent loss still changes the answer and is repaired."""
+    byte-identical answers; a silent loss still changes the answer and is repaired.
+    Without route, address or link news only the proxy table is read; a route deleted
+    is news, and the next pass reads and repairs it."""
     wired(resync_s=0)
     r = topo.exec(topo.host, sys.executable, "-c", UNCHANGED, str(vz.config), IP, check=True)
     passes = json.loads(r.stdout)
     checked = passes[0][1]
     assert checked >= 3  # a route, a proxy entry and an address at least
-    assert passes == [[False, checked, 0],  # the first pass compares
-                      [True, checked, 0],  # nothing changed: the dumps only
-                      [False, checked, 1],  # the proxy entry deleted: compared, re-added
-                      [False, checked, 0],  # after a repair: compared again, all there
-                      [True, checked, 0],
-                      [False, 2 * checked, 0],  # a new record: its entries compared too
-                      [True, 2 * checked, 0]]
+    every, proxies = ["addresses", "proxies", "routes"], ["proxies"]
+    assert passes == [[False, checked, 0, every],  # the first pass compares
+                      [True, checked, 0, proxies],  # no news: only the proxy entries read
+                      [False, checked, 1, every],  # the proxy entry deleted: re-added
+                      [False, checked, 0, every],  # after a repair: compared again
+                      [True, checked, 0, proxies],
+                      [False, 2 * checked, 0, every],  # a new record: compared too
+                      [True, 2 * checked, 0, proxies],
+                      [False, 2 * checked, 1, every],  # the route deleted: news, re-added
+                      [False, 2 * checked, 0, every],  # the repair was news itself
+                      [True, 2 * checked, 0, proxies]]
     assert topo.proxy_entries() == {IP}

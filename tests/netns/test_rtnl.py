@@ -42,7 +42,8 @@ with Netlink() as nl, IPRoute() as ipr:
 
     out["route"] = [nl.route_add("198.51.100.77", 32, v1), nl.route_add("198.51.100.77", 32, v1),
                     nl.route_add("2001:db8:77::7", 128, v1),
-                    nl.route_present("198.51.100.77", 32, v1), nl.route_present("198.51.100.77", 32, up),
+                    nl.route_present("198.51.100.77", 32, v1),
+                    nl.route_present("198.51.100.77", 32, up),
                     nl.route_present("198.51.100.78", 32, v1)]
     got = nl.route_get("198.51.100.77")
     out["route_get"] = [got.oif, got.dst_len, got.gateway, got.table, got.protocol, got.type]
