@@ -21,6 +21,7 @@ from .settings import LabPaths
 from .sh import LabError, progress, run, wait_for
 from .topology import Topology, netns_exists
 
+PROBE_NAME = "00-vzlab-probe"  # in each <driver>.d, so it runs before ours
 # A lab-only hook in front of ours: logs every call (and, when the flag file
 # probe-links exists, the lab host's links) so tests can see what libvirt called.
 PROBE = r"""#!/bin/sh
@@ -175,7 +176,7 @@ class Lab:
                                 str(lab_agent.socket_path(p)))
         for driver in ("qemu", "lxc"):
             (p.hooks / f"{driver}.d").mkdir(parents=True, exist_ok=True)
-            probe = p.hooks / f"{driver}.d" / "00-vzlab-probe"
+            probe = p.hooks / f"{driver}.d" / PROBE_NAME
             probe.write_text(PROBE.replace("@DRIVER@", driver).replace("@LAB@", str(p.root)))
             probe.chmod(0o755)
 
