@@ -18,17 +18,16 @@ from __future__ import annotations
 import errno
 import json
 import os
-import socket
 import struct
 from typing import Any
+
+from vzlibvirt.rtnl import NetlinkError, RtnlSocket
 
 NFT_CTX_OUTPUT_JSON = 1 << 4
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWSETELEM = 12
 NFT_MSG_GETSETELEM = 13
-NLMSG_ERROR = 2
-NLM_F_REQUEST_ACK = 0x1 | 0x4
 NLA_F_NESTED = 0x8000
 NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
@@ -101,6 +100,7 @@ class Nft:
 
 
 _nft: Nft | None = None
+_nfnl: RtnlSocket | None = None  # for element_present, made on first use
 
 
 def nft() -> Nft:
@@ -150,32 +150,25 @@ def ifindex_key(ifindex: int) -> bytes:
 
 
 def element_present(family: str, table: str, set_name: str, key: bytes) -> bool:
-    """Is `key` (the set's key in kernel layout) an element? One netlink request."""
+    """Is `key` (the set's key in kernel layout) an element? One netlink request, on
+    the process's one nfnetlink socket (a socket per lookup cost 11 ms to close: four
+    lookups per bridged start and stop)."""
+    global _nfnl
     body = struct.pack("=BBH", NFPROTO[family], 0, 0)
     body += _attr(1, table.encode() + b"\0") + _attr(2, set_name.encode() + b"\0")
     value = _attr(1, key)                       # NFTA_DATA_VALUE
     elem = _attr(1, value, nested=True)         # NFTA_SET_ELEM_KEY
     body += _attr(3, _attr(1, elem, nested=True), nested=True)  # LIST_ELEMENTS > LIST_ELEM
-    msg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM
-    header = struct.pack("=IHHII", 16 + len(body), msg_type, NLM_F_REQUEST_ACK, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
-        sock.send(header + body)
-        found = False
-        while True:
-            data = sock.recv(65536)
-            off = 0
-            while off + 16 <= len(data):
-                length, mtype = struct.unpack_from("=IH", data, off)
-                if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, off + 16)[0]
-                    if code == 0:
-                        return found
-                    if code == errno.ENOENT:  # no such element, set or table
-                        return False
-                    raise OSError(code, os.strerror(code))
-                if mtype == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM:
-                    found = True
-                off += (length + 3) & ~3
+    if _nfnl is None:
+        _nfnl = RtnlSocket(NETLINK_NETFILTER)
+    try:
+        answer = _nfnl.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, body)
+    except NetlinkError as exc:
+        if exc.code == errno.ENOENT:  # no such element, set or table
+            return False
+        raise OSError(exc.code, os.strerror(exc.code)) from None
+    return any(mtype == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
+               for mtype, _payload in answer)
 
 
 def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:

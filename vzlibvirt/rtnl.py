@@ -109,16 +109,19 @@ def lladdr(payload: bytes | None) -> str | None:
 
 
 class RtnlSocket:
-    """One NETLINK_ROUTE socket for requests. Each request asks for an acknowledgement
-    and is read to it (a dump to its NLMSG_DONE), so answers cannot be confused; the
-    lock lets threads share the socket. Strict checking makes the kernel apply a
-    dump's filters (an address dump for one ifindex) instead of sending everything."""
+    """One netlink socket for requests: NETLINK_ROUTE, or PROTOCOL (nftlib's one
+    nfnetlink lookup). Each request asks for an acknowledgement and is read to it (a
+    dump to its NLMSG_DONE), so answers cannot be confused; the lock lets threads share
+    the socket. Strict checking makes the kernel apply a dump's filters (an address
+    dump for one ifindex) instead of sending everything. Keep the socket: closing a
+    netlink socket can wait for an RCU grace period (11 ms measured for nfnetlink)."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: int = NETLINK_ROUTE) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_ROUTE)
+                             protocol)
         try:
-            sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            if protocol == NETLINK_ROUTE:
+                sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
             sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # errors without our request
             sock.bind((0, 0))
         except OSError:
