@@ -16,7 +16,7 @@ since each binding takes libvirt seconds) and side it measures:
 and from 2 filtered ports on also
   (b) host CPU while Computer X sends broadcast ARP requests (flooded to every port),
       against the same ports unfiltered
-  (d) libvirtd restart (kill, start, until it answers: libvirt re-applies every
+  (d) libvirtd restart (kill; start, until it answers: libvirt re-applies every
       nwfilter binding and runs our `reconnect` hook before it serves)
 Figures are printed, never asserted. Needs root and iperf3; takes the lab lock.
 
@@ -48,6 +48,7 @@ from bench.benchlib import (  # noqa: E402
     runs_text,
     wire_domains,
 )
+from vzlibvirt.lab import daemon  # noqa: E402
 from vzlibvirt.lab.guests import Guest  # noqa: E402
 from vzlibvirt.lab.lab import Lab  # noqa: E402
 from vzlibvirt.lab.runner import in_netns  # noqa: E402
@@ -170,10 +171,16 @@ def arp_cpu(lab: Lab, rate: float, seconds: float) -> dict[str, float]:
     return {k: busy[k] - idle[k] for k in busy}
 
 
-def restart_time(lab: Lab) -> float:
+def restart_time(lab: Lab) -> dict[str, float]:
+    """libvirtd killed and started again: the kill (SIGTERM until it is gone) and the
+    start (until both drivers answer: libvirt re-applies every nwfilter binding and
+    runs our `reconnect` hook before it serves), in seconds."""
+    anchor = daemon.read_pid(lab.paths, "virtlogd")
     t0 = time.monotonic()
-    lab.restart_libvirtd(timeout=1800)
-    return time.monotonic() - t0
+    daemon.stop_libvirtd(lab.paths)
+    t1 = time.monotonic()
+    daemon.start_daemons(lab.paths, anchor, timeout=1800)
+    return {"stop": t1 - t0, "start": time.monotonic() - t1}
 
 
 def ruleset_lines(lab: Lab) -> int:
@@ -289,11 +296,16 @@ def report(res: dict, sizes: list[int], args, load: str) -> None:
     for label, a in rows:
         print(f"    {label:>15}: softirq {a['softirq']:6.1f} %   system {a['system']:6.1f} %   "
               f"all busy {a['busy']:6.1f} %")
-    print(f"(d) libvirtd restart until it answers (none filtered: {res['restart_none']:.2f} s)")
+
+    def restart(r: dict | None) -> str:
+        return "-" if r is None else f"{r['stop']:.2f} + {r['start']:.2f} s"
+
+    print("(d) libvirtd restart: kill + start until it answers (libvirt re-applies the "
+          f"nwfilter bindings in the start)\n    none filtered: {restart(res['restart_none'])}")
     for s in sizes:
         if "restart_s" in o.get(s, {}) or "restart_s" in n.get(s, {}):
-            print(f"    {s:>5} filtered: ours {cell(o, s, 'restart_s')} s, nwfilter "
-                  f"{cell(n, s, 'restart_s')} s")
+            print(f"    {s:>5} filtered: ours {restart(o.get(s, {}).get('restart_s'))}, "
+                  f"nwfilter {restart(n.get(s, {}).get('restart_s'))}")
     print("filtering the other ports (apply / remove, s) and nft ruleset lines:")
     for s in sizes:
         line = f"{s - 1:>7} ports:"
