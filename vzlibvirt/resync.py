@@ -62,7 +62,7 @@ class Memory:
     events: object | None = None
     # the wired records as of the index's generation: an index that did not change
     # since the last pass is not listed and compared again (10,000 records)
-    seen: tuple[int, int] | None = None  # (id of the index, its generation)
+    seen: tuple[RecordIndex, int] | None = None  # (the index, its generation)
     records: list[DomainRecord] = field(default_factory=list)
 
     def tables(self):
@@ -119,9 +119,9 @@ def resync(store: StateStore, nl: Netlink, index: RecordIndex | None = None,
         with store.locked():
             index = index or RecordIndex(store)
             index.refresh()
-            seen = (id(index), index.generation)  # read before the records
+            seen = (index, index.generation)  # read before the records
             changed = False
-            if seen != mem.seen:
+            if mem.seen is None or mem.seen[0] is not index or mem.seen[1] != seen[1]:
                 mem.records = [r for r in index.all() if r.phase == "wired"]
                 changed, mem.seen = mem.update(mem.records), seen
             return _pass(mem.records, nl, mem, changed)
