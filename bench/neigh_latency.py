@@ -12,6 +12,7 @@ between two hosts is the host's own work, e.g. its proxy-entry lookup.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import socket
@@ -43,7 +44,8 @@ def arp_probe(iface: str, target: str, count: int, timeout: float) -> list[float
 
 def arp_flood(iface: str, target: str, rate: float, seconds: float) -> int:
     """Broadcast ARP requests for TARGET at RATE per second for SECONDS (paced against
-    the clock, so a slow send catches up); how many were sent."""
+    the clock, so a slow send catches up); how many were sent (a frame the full queue
+    refuses, ENOBUFS, is skipped, not retried)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
     s.bind((iface, ETH_P_ARP))
     mac = s.getsockname()[4]
@@ -52,13 +54,18 @@ def arp_flood(iface: str, target: str, rate: float, seconds: float) -> int:
                            socket.inet_aton(_own_address(iface, socket.AF_INET)), b"\0" * 6,
                            socket.inet_aton(target)))
     t0 = time.monotonic()
-    sent = 0
+    sent = dropped = 0
     while (now := time.monotonic() - t0) < seconds:
         due = int(now * rate) + 1
-        while sent < due:
-            s.send(frame)
-            sent += 1
-        time.sleep(max(0.0, sent / rate - (time.monotonic() - t0)))
+        while sent + dropped < due:
+            try:
+                s.send(frame)
+                sent += 1
+            except OSError as exc:  # the queue towards the host is full: not sent
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                dropped += 1
+        time.sleep(max(0.0, (sent + dropped) / rate - (time.monotonic() - t0)))
     return sent
 
 

@@ -163,12 +163,14 @@ def arp_cpu(lab: Lab, rate: float, seconds: float) -> dict[str, float]:
     idle0 = CpuSample.now()
     time.sleep(seconds)
     idle1 = CpuSample.now()
-    lab.in_lan(["python3", str(Path(__file__).parent / "neigh_latency.py"), LAN_DEV,
-                NOBODY, "--flood", str(rate), "--seconds", str(seconds)],
-               timeout=seconds + 60)
+    out = lab.in_lan(["python3", str(Path(__file__).parent / "neigh_latency.py"), LAN_DEV,
+                      NOBODY, "--flood", str(rate), "--seconds", str(seconds)],
+                     timeout=seconds + 60).stdout
     busy1 = CpuSample.now()
     idle, busy = idle1.percent_since(idle0), busy1.percent_since(idle1)
-    return {k: busy[k] - idle[k] for k in busy}
+    # what X got out (a full queue towards the host refuses the rest)
+    return {**{k: busy[k] - idle[k] for k in busy},
+            "sent_per_s": json.loads(out.splitlines()[-1])["sent"] / seconds}
 
 
 def restart_time(lab: Lab) -> dict[str, float]:
@@ -295,7 +297,7 @@ def report(res: dict, sizes: list[int], args, load: str) -> None:
     rows += [(f"nwfilter, {s}", n[s]["arp"]) for s in sizes if "arp" in n.get(s, {})]
     for label, a in rows:
         print(f"    {label:>15}: softirq {a['softirq']:6.1f} %   system {a['system']:6.1f} %   "
-              f"all busy {a['busy']:6.1f} %")
+              f"all busy {a['busy']:6.1f} %   (X sent {a.get('sent_per_s', 0):.0f}/s)")
 
     def restart(r: dict | None) -> str:
         return "-" if r is None else f"{r['stop']:.2f} + {r['start']:.2f} s"
