@@ -10,7 +10,9 @@ end is in a guests' namespace) it times, in one run side by side:
   agent   vzlibvirt's shim with the resident agent
 each as libvirt runs it: prepare, start, started, stopped, release, XML on stdin,
 libvirt's minimal environment, the guest's device deleted before `stopped` (the shell's
-and the agent's rounds alternate, so a busy moment of the machine hits both); then the
+and the agent's rounds alternate, so a busy moment of the machine hits both; for the
+agent it counts the rounds whose `stopped` still found the guest's record: the agent
+had not yet unwired the gone device, so the shim passed the call on); then the
 agent's resident memory and its CPU while idle. It also
 times `reconcile` of the filler guests and how soon the agent has every proxy entry back
 after the uplink comes up. Figures are printed,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -95,6 +98,10 @@ def report(res: dict) -> None:
               + "".join(f"{op:>9}" for op in ops))
         for variant, times in per_call.items():
             print(f"{variant:>8}" + "".join(f"{times[op]:9.2f}" for op in ops))
+        found = res["sizes"][n].get("stopped_found", {}).get("agent")
+        if found is not None:
+            print(f"agent: `stopped` found the record still there in {found} of "
+                  f"{res['rounds']} rounds")
     for n in sizes:
         r = res["sizes"][n]
         if "rss_mb" in r:
@@ -122,7 +129,7 @@ def inner(args) -> int:
 
 
 def _inner(args, work: Path) -> int:
-    from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT
+    from vzlibvirt.contract import AGENT_SOCKET_ENV, NO_AGENT, record_path, state_key
     from vzlibvirt.hookinstall import install
     from vzlibvirt.lab.domxml import domain_xml, routed
 
@@ -140,6 +147,8 @@ def _inner(args, work: Path) -> int:
     xml = domain_xml("bench", interfaces=[routed("52:54:00:be:00:01", [GUEST_IP],
                                                  target="vnb0", native=True)])
     env_cfg = {"VZLIBVIRT_CONFIG": str(config)}
+    uuid = re.search(rb"<uuid>([^<]+)</uuid>", xml).group(1).decode()
+    record = record_path(state, state_key("lxc", uuid))
     res: dict = {"rounds": args.rounds, "sizes": {}}
     wired = 1
     fillers: list[bytes] = []
@@ -153,16 +162,17 @@ def _inner(args, work: Path) -> int:
         row: dict = {"per_call": {}}
         shell_v = ([str(shell)], {})
         got = measure({"inproc": ([str(shim)], {**env_cfg, AGENT_SOCKET_ENV: NO_AGENT})},
-                      xml, args.rounds)
+                      xml, args.rounds, record)
         agent = start_agent(config, sock)
         try:  # shell and agent rounds alternate, so a busy moment hits both alike
             got |= measure({"shell": shell_v, "agent": ([str(shim)], env_cfg)}, xml,
-                           args.rounds)
+                           args.rounds, record)
             row.update(agent_idle(agent.pid, args.idle_seconds, args.settle_seconds))
         finally:
             agent.stop(timeout=10)
+        row["stopped_found"] = {}
         for variant in ("shell", "inproc", "agent"):
-            row[variant], row["per_call"][variant] = got[variant]
+            row[variant], row["per_call"][variant], row["stopped_found"][variant] = got[variant]
         res["sizes"][str(n)] = row
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
@@ -173,16 +183,18 @@ def _inner(args, work: Path) -> int:
 
 
 def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
-            rounds: int) -> dict[str, tuple[float, dict[str, float]]]:
-    """{variant: (median time of the five calls, {call: its median}) in ms}, the variants'
-    rounds alternating; each variant is (command, environment beyond libvirt's). Between
-    `started` and `stopped` the guest's device is deleted, untimed, as libvirt does (the
-    tap / veth is gone when `stopped` runs)."""
+            rounds: int, record: Path) -> dict[str, tuple[float, dict[str, float], int]]:
+    """{variant: (median time of the five calls, {call: its median}) in ms, and the
+    number of timed rounds whose `stopped` found RECORD (the guest's state record) still
+    there}, the variants' rounds alternating; each variant is (command, environment
+    beyond libvirt's). Between `started` and `stopped` the guest's device is deleted,
+    untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
     from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
 
     totals: dict[str, list[float]] = {v: [] for v in variants}
     calls = {v: {op: [] for op, _sub in LIFE} for v in variants}
-    for _ in range(rounds + 1):
+    found = dict.fromkeys(variants, 0)
+    for n in range(rounds + 1):
         for variant, (cmd, extra_env) in variants.items():
             env = {**LIBVIRT_ENV, **extra_env}
             _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
@@ -190,6 +202,7 @@ def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
             for op, sub in LIFE:
                 if op == "stopped":
                     _sh("ip", "link", "del", "vnb0")
+                    found[variant] += n > 0 and record.exists()
                 t0 = time.perf_counter()
                 p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
                                    capture_output=True)
@@ -201,7 +214,7 @@ def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
             totals[variant].append(total)
     # the first round warms caches
     return {v: (statistics.median(totals[v][1:]) * 1000,
-                {op: statistics.median(t[1:]) * 1000 for op, t in calls[v].items()})
+                {op: statistics.median(t[1:]) * 1000 for op, t in calls[v].items()}, found[v])
             for v in variants}
 
 

@@ -1,65 +1,106 @@
 """Whole-table reads for the periodic resync: raw rtnetlink dumps, decoded by hand.
 
-Why not pyroute2 (netlink.py's BulkView): it decodes every attribute of every message
-(~0.2 ms each), so one pass over a host with 1,000 routed guests (thousands of routes,
-addresses and proxy entries) cost ~2 s of CPU, every `resync_s`. Here each dump is
-read with one socket, a message whose fixed header already rules it out (not a host
-route, not in the main table) is skipped unread, and of the rest only the one or two
-attributes we compare are looked at: the same pass costs a few tens of ms.
-Read-only: repairs still go through the entries and netlink.py.
+Why: decoding every attribute of every message (pyroute2 did, ~0.2 ms each) made one
+pass over a host with 1,000 routed guests (thousands of routes, addresses and proxy
+entries) cost ~2 s of CPU, every `resync_s`. Here a message whose fixed header already
+rules it out (not a host route, not in the main table) is skipped unread, and of the
+rest only the attributes we compare are looked at: the same pass costs a few tens of
+ms. The decoders (`route_key`, `address_key`, `proxy_key`) also serve
+netlink_bulk.BulkView. Read-only: repairs still go through the entries and netlink.py.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import socket
-import struct
 from collections.abc import Iterator
 
 from vzlibvirt.rtnl import (
     IFA_ADDRESS,
+    IFADDRMSG,
     IFINFOMSG,
     NDA_DST,
-    NETLINK_GET_STRICT_CHK,
+    NDMSG,
     NETLINK_ROUTE,
-    NLM_F_DUMP,
-    NLM_F_REQUEST,
     NLMSG_DONE,
     NLMSG_ERROR,
-    NLMSGHDR,
     NTF_PROXY,
     RT_TABLE_MAIN,
     RTA_DST,
     RTA_OIF,
     RTA_TABLE,
-    RTATTR,
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWROUTE,
-    SOL_NETLINK,
+    RTMSG,
+    RtnlSocket,
+    attrs,
+    messages,
+    u32,
 )
 
-_DONE_SIZE = NLMSGHDR.size + 4  # NLMSG_DONE: the header and the dump's errno
+HOST_PREFIXES = (32, 128)
 _FAMILIES = {4: socket.AF_INET, 16: socket.AF_INET6}
+Message = tuple[bytes, int, int]  # (buffer, payload offset, payload end)
+
+
+def requests(table: str, protocol: int = 0) -> list[tuple[int, bytes]]:
+    """The dump requests that read TABLE ("routes": the main table, of one PROTOCOL when
+    given, which the kernel then filters; "proxies"; "addresses")."""
+    families = (socket.AF_INET, socket.AF_INET6)
+    if table == "routes":
+        return [(RTM_GETROUTE, RTMSG.pack(f, 0, 0, 0, RT_TABLE_MAIN, protocol, 0, 0, 0))
+                for f in families]
+    if table == "proxies":  # NTF_PROXY in the request: the kernel dumps the proxy table
+        return [(RTM_GETNEIGH, NDMSG.pack(f, 0, 0, NTF_PROXY, 0)) for f in families]
+    if table == "addresses":
+        return [(RTM_GETADDR, IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))]
+    raise ValueError(f"unknown kernel table {table!r}")
+
+
+# the decoders: one message each, None when it is not a record of the table; a message
+# whose fixed header already rules it out is not parsed further
+def route_key(data: bytes, off: int, end: int,
+              protocol: int = 0) -> tuple[str, int, int] | None:
+    """(dst, prefixlen, oif) of a host route of the main table (of PROTOCOL if given)."""
+    family, dst_len, _src, _tos, table, proto = data[off:off + 6]
+    if dst_len not in HOST_PREFIXES or (protocol and proto != protocol):
+        return None
+    a = attrs(data, off + RTMSG.size, end)
+    dst, oif = a.get(RTA_DST), u32(a.get(RTA_OIF))
+    if dst is None or oif is None or (u32(a.get(RTA_TABLE)) or table) != RT_TABLE_MAIN:
+        return None
+    return socket.inet_ntop(family, dst), dst_len, oif
+
+
+def address_key(data: bytes, off: int, end: int) -> tuple[int, str, int] | None:
+    """(ifindex, address, prefixlen) of a host-prefix address (/32, /128)."""
+    family, plen, _flags, _scope, index = IFADDRMSG.unpack_from(data, off)
+    if plen not in HOST_PREFIXES:
+        return None
+    addr = attrs(data, off + IFADDRMSG.size, end).get(IFA_ADDRESS)
+    return None if addr is None else (index, socket.inet_ntop(family, addr), plen)
+
+
+def proxy_key(data: bytes, off: int, end: int) -> tuple[str, int] | None:
+    """(dst, ifindex) of a proxy-neighbour entry."""
+    _family, index, _state, flags, _type = NDMSG.unpack_from(data, off)
+    dst = attrs(data, off + NDMSG.size, end).get(NDA_DST) if flags & NTF_PROXY else None
+    return None if dst is None else (socket.inet_ntop(_FAMILIES[len(dst)], dst), index)
 
 
 class KernelTables:
     """One dump per table, on first use; answers presence like BulkView does."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        # the kernel then applies the dump filters (table, flags) itself
-        self.sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-        self.sock.bind((0, 0))
+        self.rtnl = RtnlSocket(rcvbuf=1 << 20)
         self._seqs: dict[tuple[int, bytes], int] = {}  # one per request, for good
-        self._cache: dict[str, object] = {}
-        self._raw: dict[tuple[int, bytes], tuple[int, list[bytes]]] = {}
+        self._cache: dict[str, set] = {}
+        self._raw: dict[tuple[int, bytes], list[bytes]] = {}
 
     def reset(self) -> None:
         """Forget what was read: the next question dumps again (a long-lived user's
@@ -74,25 +115,13 @@ class KernelTables:
         for byte the same: nothing in that table changed. The table's answers then
         decode from this dump."""
         digest = hashlib.blake2b(digest_size=16)
-        for msg_type, body in self._requests(table, protocol):
-            for data in self._read(msg_type, body)[1]:
+        for msg_type, body in requests(table, protocol):
+            for data in self._read(msg_type, body):
                 digest.update(data)
         return digest.digest()
 
-    def _requests(self, table: str, protocol: int = 0) -> list[tuple[int, bytes]]:
-        families = (socket.AF_INET, socket.AF_INET6)
-        if table == "routes":
-            return [(RTM_GETROUTE, struct.pack("=BBBBBBBBI", f, 0, 0, 0, RT_TABLE_MAIN,
-                                               protocol, 0, 0, 0)) for f in families]
-        if table == "proxies":
-            return [(RTM_GETNEIGH, struct.pack("=BxxxiHBB", f, 0, 0, NTF_PROXY, 0))
-                    for f in families]
-        if table == "addresses":
-            return [(RTM_GETADDR, struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0))]
-        raise ValueError(f"unknown kernel table {table!r}")
-
     def close(self) -> None:
-        self.sock.close()
+        self.rtnl.close()
 
     def __enter__(self) -> KernelTables:
         return self
@@ -101,98 +130,49 @@ class KernelTables:
         self.close()
 
     # tables
-    def raw_links(self) -> Iterator[tuple[bytes, int, int]]:
+    def raw_links(self) -> Iterator[Message]:
         """Every RTM_NEWLINK message of a link dump, undecoded (link_events.py reads them)."""
         return self._dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
 
     def addresses(self) -> set[tuple[int, str, int]]:
         """(ifindex, address, prefixlen) of the host-prefix addresses (/32, /128)."""
-        if "addrs" not in self._cache:
-            out = set()
-            [(msg_type, body)] = self._requests("addresses")
-            for data, off, end in self._dump(msg_type, body):
-                family, plen, _fl, _scope, index = struct.unpack_from("=BBBBI", data, off)
-                if plen not in (32, 128):
-                    continue
-                addr = _attr(data, off + 8, end, IFA_ADDRESS)
-                if addr is not None:
-                    out.add((index, socket.inet_ntop(family, addr), plen))
-            self._cache["addrs"] = out
-        return self._cache["addrs"]
+        return self._table("addresses", "addresses", address_key)
 
     def routes(self, protocol: int = 0) -> set[tuple[str, int, int]]:
         """(dst, prefixlen, oif) of the host routes of the main table; of one PROTOCOL
         only when given (the kernel then sends only those)."""
-        name = f"routes{protocol}"
-        if name not in self._cache:
-            out = set()
-            for msg_type, body in self._requests("routes", protocol):
-                for data, off, end in self._dump(msg_type, body):
-                    fam, dlen = data[off], data[off + 1]
-                    if dlen not in (32, 128) or (protocol and data[off + 5] != protocol):
-                        continue
-                    dst = oif = None
-                    table = data[off + 4]
-                    pos = off + 12
-                    while pos + 4 <= end:
-                        alen, atype = RTATTR.unpack_from(data, pos)
-                        if alen < 4:
-                            break
-                        if atype == RTA_DST:
-                            dst = data[pos + 4:pos + alen]
-                        elif atype == RTA_OIF:
-                            oif = struct.unpack_from("=i", data, pos + 4)[0]
-                        elif atype == RTA_TABLE:
-                            table = struct.unpack_from("=I", data, pos + 4)[0]
-                        pos += (alen + 3) & ~3
-                    if dst is not None and oif is not None and table == RT_TABLE_MAIN:
-                        out.add((socket.inet_ntop(fam, dst), dlen, oif))
-            self._cache[name] = out
-        return self._cache[name]
+        return self._table(f"routes{protocol}", "routes",
+                           lambda d, o, e: route_key(d, o, e, protocol), protocol)
 
     def proxies(self) -> set[tuple[str, int]]:
         """(dst, ifindex) of every proxy-neighbour entry."""
-        if "proxies" not in self._cache:
-            out = set()
-            for msg_type, body in self._requests("proxies"):
-                for data, off, end in self._dump(msg_type, body):
-                    index = struct.unpack_from("=i", data, off + 4)[0]
-                    dst = _attr(data, off + 12, end, NDA_DST)
-                    if dst is not None and data[off + 10] & NTF_PROXY:
-                        out.add((socket.inet_ntop(_FAMILIES[len(dst)], dst), index))
-            self._cache["proxies"] = out
-        return self._cache["proxies"]
+        return self._table("proxies", "proxies", proxy_key)
+
+    def _table(self, name: str, table: str, key, protocol: int = 0) -> set:
+        if name not in self._cache:
+            found = (key(*m) for msg_type, body in requests(table, protocol)
+                     for m in self._dump(msg_type, body))
+            self._cache[name] = {k for k in found if k is not None}
+        return self._cache[name]
 
     # the raw dump
-    def _dump(self, msg_type: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
-        """(buffer, payload offset, payload end) of each message of one dump."""
-        seq, buffers = self._read(msg_type, body)
-        for data in buffers:
-            off = 0
-            while off + NLMSGHDR.size <= len(data):
-                length, mtype, _flags, mseq, _pid = NLMSGHDR.unpack_from(data, off)
-                if length < NLMSGHDR.size:
-                    break
+    def _dump(self, msg_type: int, body: bytes) -> Iterator[Message]:
+        seq = self._seq(msg_type, body)
+        for data in self._read(msg_type, body):
+            for mtype, mseq, start, end in messages(data):
                 if mseq == seq and mtype not in (NLMSG_DONE, NLMSG_ERROR):
-                    yield data, off + NLMSGHDR.size, off + length
-                off += (length + 3) & ~3
+                    yield data, start, end
 
-    def _read(self, msg_type: int, body: bytes) -> tuple[int, list[bytes]]:
-        """The dump's sequence number and the datagrams of its answer, read to the end
-        once per request (fingerprint() and the decoders share them)."""
-        if (msg_type, body) in self._raw:
-            return self._raw[msg_type, body]
-        seq = self._seqs.setdefault((msg_type, body), len(self._seqs) + 1)
-        flags = NLM_F_REQUEST | NLM_F_DUMP
-        self.sock.send(NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body)
-        buffers = []
-        while True:
-            data = self.sock.recv(1 << 18)
-            buffers.append(data)
-            if _ended(data, seq):
-                break
-        self._raw[msg_type, body] = (seq, buffers)
-        return seq, buffers
+    def _seq(self, msg_type: int, body: bytes) -> int:
+        return self._seqs.setdefault((msg_type, body), len(self._seqs) + 1)
+
+    def _read(self, msg_type: int, body: bytes) -> list[bytes]:
+        """The datagrams of the dump's answer, read once per request (fingerprint() and
+        the decoders share them)."""
+        if (msg_type, body) not in self._raw:
+            self._raw[msg_type, body] = self.rtnl.datagrams(msg_type, body,
+                                                            self._seq(msg_type, body))
+        return self._raw[msg_type, body]
 
 
 class TableEvents:
@@ -233,49 +213,8 @@ class TableEvents:
 
 def _counts(data: bytes) -> Iterator[bool]:
     """For each message of a notification datagram: whether it may be a loss."""
-    off = 0
-    while off + NLMSGHDR.size <= len(data):
-        length, mtype, _flags, _seq, _pid = NLMSGHDR.unpack_from(data, off)
-        if length < NLMSGHDR.size:
-            return
+    for mtype, _seq, start, _end in messages(data):
         if mtype == RTM_NEWROUTE:
-            yield data[off + NLMSGHDR.size + 1] in (32, 128)  # a host route replaced
+            yield data[start + 1] in HOST_PREFIXES  # a host route replaced
         else:
             yield mtype != RTM_NEWADDR
-        off += (length + 3) & ~3
-
-
-def _ended(data: bytes, seq: int) -> bool:
-    """Whether this datagram ends the dump SEQ (DONE, or an error: raised). The kernel
-    appends NLMSG_DONE (header and errno, 20 bytes: this socket asks for no extended
-    acknowledgements) after the last message of a datagram, and a dump it refuses
-    answers with one NLMSG_ERROR: so only the datagram's tail and head are looked at,
-    not each of its thousands of messages (that walk was most of an idle pass)."""
-    if len(data) >= _DONE_SIZE:
-        length, mtype, _flags, mseq, _pid = NLMSGHDR.unpack_from(data, len(data) - _DONE_SIZE)
-        if length == _DONE_SIZE and mtype == NLMSG_DONE and mseq == seq:
-            _raise_error(data, len(data) - _DONE_SIZE + NLMSGHDR.size)
-            return True
-    if len(data) >= NLMSGHDR.size:
-        _length, mtype, _flags, mseq, _pid = NLMSGHDR.unpack_from(data, 0)
-        if mtype == NLMSG_ERROR and mseq == seq:
-            _raise_error(data, NLMSGHDR.size)
-            return True
-    return False
-
-
-def _raise_error(data: bytes, off: int) -> None:
-    err = -struct.unpack_from("=i", data, off)[0]
-    if err:
-        raise OSError(err, f"netlink dump: {os.strerror(err)}")
-
-
-def _attr(data: bytes, pos: int, end: int, want: int) -> bytes | None:
-    while pos + 4 <= end:
-        alen, atype = RTATTR.unpack_from(data, pos)
-        if alen < 4:
-            return None
-        if atype == want:
-            return data[pos + 4:pos + alen]
-        pos += (alen + 3) & ~3
-    return None

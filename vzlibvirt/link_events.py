@@ -32,10 +32,11 @@ from vzlibvirt.rtnl import (
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
     NETLINK_ROUTE,
-    NLMSGHDR,
-    RTATTR,
     RTM_DELLINK,
     RTM_NEWLINK,
+    attrs,
+    cstr,
+    messages,
 )
 
 RTMGRP_LINK = 0x1
@@ -97,16 +98,11 @@ class LinkWatch:
             raise Overflow(f"link events lost (receive buffer now {self.rcvbuf >> 10} KiB)") \
                 from None
         out = []
-        off = 0
-        while off + NLMSGHDR.size <= len(data):
-            length, mtype = NLMSGHDR.unpack_from(data, off)[:2]
-            if length < NLMSGHDR.size:
-                break
+        for mtype, _seq, start, end in messages(data):
             if mtype in (RTM_NEWLINK, RTM_DELLINK):
-                event = parse_link(data, off + NLMSGHDR.size, off + length, mtype == RTM_DELLINK)
+                event = parse_link(data, start, end, mtype == RTM_DELLINK)
                 if event is not None:
                     out.append(event)
-            off += (length + 3) & ~3
         return out
 
     @staticmethod
@@ -122,34 +118,10 @@ def parse_link(data: bytes, off: int, end: int, gone: bool = False) -> LinkEvent
     if end - off < IFINFOMSG.size:
         return None
     _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, off)
-    name, kind = "", None
-    pos = off + IFINFOMSG.size
-    while pos + 4 <= end:
-        alen, atype = RTATTR.unpack_from(data, pos)
-        if alen < 4:
-            break
-        atype &= 0x3FFF  # NLA_F_NESTED and NLA_F_NET_BYTEORDER
-        if atype == IFLA_IFNAME:
-            name = _string(data[pos + 4:pos + alen])
-        elif atype == IFLA_LINKINFO:
-            kind = _info_kind(data, pos + 4, pos + alen)
-        pos += (alen + 3) & ~3
-    return LinkEvent(index, name, flags, kind, gone)
-
-
-def _info_kind(data: bytes, pos: int, end: int) -> str | None:
-    while pos + 4 <= end:
-        alen, atype = RTATTR.unpack_from(data, pos)
-        if alen < 4:
-            return None
-        if atype & 0x3FFF == IFLA_INFO_KIND:
-            return _string(data[pos + 4:pos + alen])
-        pos += (alen + 3) & ~3
-    return None
-
-
-def _string(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode(errors="replace")
+    a = attrs(data, off + IFINFOMSG.size, end)
+    info = a.get(IFLA_LINKINFO)
+    kind = cstr(attrs(info).get(IFLA_INFO_KIND)) if info else None
+    return LinkEvent(index, cstr(a.get(IFLA_IFNAME)) or "", flags, kind, gone)
 
 
 @dataclass

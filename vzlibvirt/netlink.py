@@ -4,8 +4,8 @@ Every call here is a single targeted request (a create with NLM_F_EXCL, a get of
 entry), never a dump of a whole table, so a call costs the same with 1 or 1,000 guests
 on the host; the rare dumps (links(), addresses(), fdb_ports()) serve one
 neighbour_devs policy and one bridged check. The requests are packed by hand on one raw
-socket (rtnl.py: pyroute2 cost ~0.25 ms a request, most of a routed `started`).
-pyroute2 is imported only by `ipr`, for `bridge create/delete` (netlink_admin.py).
+socket (rtnl.py: pyroute2 cost ~0.25 ms a request, most of a routed `started`);
+netlink_admin.py adds the requests of `bridge create/delete` on the same socket.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -81,14 +80,7 @@ from vzlibvirt.rtnl import (
 AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 _GONE = (errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL)
 
-__all__ = ["Link", "Netlink", "NetlinkError", "RouteInfo", "error_text", "netlink_errors"]
-
-
-def netlink_errors() -> tuple[type[Exception], ...]:
-    """The kernel's refusals as raised here, and as pyroute2 raises them once something
-    (netlink_admin.py) has imported it: `except netlink_errors()` catches both."""
-    mod = sys.modules.get("pyroute2.netlink.exceptions")
-    return (NetlinkError,) if mod is None else (NetlinkError, mod.NetlinkError)
+__all__ = ["Link", "Netlink", "NetlinkError", "RouteInfo", "error_text"]
 
 
 @dataclass(frozen=True)
@@ -117,25 +109,11 @@ class RouteInfo:
 class Netlink:
     """One raw rtnetlink socket with the handful of operations the engine needs.
 
-    `share` makes a view (netlink_bulk.BulkView) that uses another Netlink's sockets."""
+    `share` makes a view (netlink_bulk.BulkView) that uses another Netlink's socket."""
 
     def __init__(self, share: Netlink | None = None) -> None:
-        self._share = share
         self.rtnl = share.rtnl if share is not None else RtnlSocket()
-        self._ipr = None
         self._links: dict[object, Link | None] | None = None
-
-    @property
-    def ipr(self):
-        """A pyroute2 IPRoute on first use (`import pyroute2` costs ~170 ms): only
-        netlink_admin.py's bridge moves still use it."""
-        if self._share is not None:
-            return self._share.ipr
-        if self._ipr is None:
-            from pyroute2 import IPRoute
-
-            self._ipr = IPRoute(strict_check=True)
-        return self._ipr
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Netlink]:
@@ -150,8 +128,6 @@ class Netlink:
 
     def close(self) -> None:
         self.rtnl.close()
-        if self._ipr is not None:
-            self._ipr.close()
 
     def __enter__(self) -> Netlink:
         return self
@@ -220,12 +196,12 @@ class Netlink:
         """Add an address; False when it was already there (EEXIST)."""
         flags = IFA_F_NODAD if family == 6 else 0
         return try_create(lambda: self.rtnl.request(
-            RTM_NEWADDR, _addr_body(index, address, prefixlen, RT_SCOPE_LINK, flags),
+            RTM_NEWADDR, addr_body(index, address, prefixlen, RT_SCOPE_LINK, flags),
             NLM_F_CREATE | NLM_F_EXCL))
 
     def addr_del(self, index: int, address: str, prefixlen: int) -> bool:
         return try_remove(lambda: self.rtnl.request(
-            RTM_DELADDR, _addr_body(index, address, prefixlen, 0, 0)))
+            RTM_DELADDR, addr_body(index, address, prefixlen, 0, 0)))
 
     def addr_present(self, index: int, address: str, prefixlen: int) -> bool:
         family = _family(address)
@@ -377,7 +353,7 @@ class Netlink:
 def try_create(call) -> bool:
     try:
         call()
-    except netlink_errors() as exc:
+    except NetlinkError as exc:
         if exc.code == errno.EEXIST:
             return False
         raise
@@ -387,7 +363,7 @@ def try_create(call) -> bool:
 def try_remove(call) -> bool:
     try:
         call()
-    except netlink_errors() as exc:
+    except NetlinkError as exc:
         if exc.code in _GONE:
             return False
         raise
@@ -428,7 +404,8 @@ def _family(address: str) -> int:
     return AF[6 if ":" in address else 4]
 
 
-def _addr_body(index: int, address: str, prefixlen: int, scope: int, flags: int) -> bytes:
+def addr_body(index: int, address: str, prefixlen: int, scope: int, flags: int) -> bytes:
+    """An RTM_NEWADDR/RTM_DELADDR request (IPv4 also gets IFA_LOCAL, as `ip` sends it)."""
     family = _family(address)
     raw = socket.inet_pton(family, address)
     body = IFADDRMSG.pack(family, prefixlen, flags, scope, index) + attr(IFA_ADDRESS, raw)
@@ -457,6 +434,6 @@ def _neigh_body(dst: str, index: int, state: int, flags: int) -> bytes:
 
 def error_text(exc: BaseException) -> str:
     """A short reason for a netlink or OS error, for the one-line refusal."""
-    if isinstance(exc, netlink_errors()):
+    if isinstance(exc, NetlinkError):
         return f"{os.strerror(exc.code)} ({errno.errorcode.get(exc.code, '?')})"
     return str(exc)

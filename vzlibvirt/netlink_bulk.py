@@ -3,9 +3,11 @@
 `reconcile` and the agent's re-publishing ask about thousands of entries at once; one
 dump per table instead of one request per entry keeps that linear in the number of
 entries with a small constant. Each table is dumped on first use only (re-publishing
-proxy entries dumps just the proxy table); links are looked up one by one and memoised
-for the view's life. Changes go to the kernel and into the view. The view shares the
-socket of the Netlink it wraps.
+proxy entries dumps just the proxy table) and decoded by kernel_tables' decoders, so the
+view and the resync agree on what a record is (routes: the main table's host routes,
+which are all the engine adds); links are looked up one by one and memoised for the
+view's life. Changes go to the kernel and into the view. The view shares the socket of
+the Netlink it wraps.
 """
 
 from __future__ import annotations
@@ -13,24 +15,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import socket
 from collections.abc import Iterator
 
+from vzlibvirt.kernel_tables import HOST_PREFIXES, proxy_key, requests, route_key
 from vzlibvirt.netlink import Link, Netlink
-from vzlibvirt.rtnl import (
-    NDA_DST,
-    NDMSG,
-    NTF_PROXY,
-    RT_TABLE_MAIN,
-    RTA_DST,
-    RTA_OIF,
-    RTA_TABLE,
-    RTM_GETNEIGH,
-    RTM_GETROUTE,
-    RTMSG,
-    attrs,
-    u32,
-)
 
 LINK_DUMP_AFTER = 32
 
@@ -58,29 +46,17 @@ class BulkView(Netlink):
     @functools.cached_property
     def _pneigh(self) -> set[tuple[str, int]]:
         """(address, ifindex) of every proxy entry, IPv4 and IPv6 (one dump each)."""
-        out = set()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            # NTF_PROXY in the request: the kernel then dumps the proxy table
-            for _mtype, payload in self.rtnl.dump(RTM_GETNEIGH,
-                                                  NDMSG.pack(family, 0, 0, NTF_PROXY, 0)):
-                fam, ifindex, _state, _flags, _type = NDMSG.unpack_from(payload)
-                dst = attrs(payload, NDMSG.size).get(NDA_DST)
-                if dst is not None:
-                    out.add((socket.inet_ntop(fam, dst), ifindex))
-        return out
+        return self._table("proxies", proxy_key)
 
     @functools.cached_property
     def _routes(self) -> set[tuple[str, int, int]]:
-        out = set()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            head = RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
-            for _mtype, payload in self.rtnl.dump(RTM_GETROUTE, head):
-                fam, dst_len, _s, _t, table = RTMSG.unpack_from(payload)[:5]
-                a = attrs(payload, RTMSG.size)
-                dst = a.get(RTA_DST)
-                if dst is not None and (u32(a.get(RTA_TABLE)) or table) == RT_TABLE_MAIN:
-                    out.add((socket.inet_ntop(fam, dst), dst_len, u32(a.get(RTA_OIF))))
-        return out
+        """(dst, prefixlen, oif) of the main table's host routes."""
+        return self._table("routes", route_key)
+
+    def _table(self, table: str, key) -> set:
+        found = (key(payload, 0, len(payload)) for msg_type, body in requests(table)
+                 for _mtype, payload in self.rtnl.dump(msg_type, body))
+        return {k for k in found if k is not None}
 
     def _get_link(self, key, query) -> Link | None:
         """One get per link at first; past a few dozen, one dump of them all is cheaper."""
@@ -117,6 +93,8 @@ class BulkView(Netlink):
         return super().addr_del(index, address, prefixlen)
 
     def route_present(self, dst: str, prefixlen: int, oif: int) -> bool:
+        if prefixlen not in HOST_PREFIXES:  # the view holds host routes only
+            return super().route_present(dst, prefixlen, oif)
         return (dst, prefixlen, oif) in self._routes
 
     def route_add(self, dst: str, prefixlen: int, oif: int) -> bool:

@@ -21,14 +21,13 @@ import os
 import struct
 from typing import Any
 
-from vzlibvirt.rtnl import NetlinkError, RtnlSocket
+from vzlibvirt.rtnl import NLA_F_NESTED, NetlinkError, RtnlSocket, attr
 
 NFT_CTX_OUTPUT_JSON = 1 << 4
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWSETELEM = 12
 NFT_MSG_GETSETELEM = 13
-NLA_F_NESTED = 0x8000
 NFPROTO = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
 
 
@@ -155,10 +154,10 @@ def element_present(family: str, table: str, set_name: str, key: bytes) -> bool:
     lookups per bridged start and stop)."""
     global _nfnl
     body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-    body += _attr(1, table.encode() + b"\0") + _attr(2, set_name.encode() + b"\0")
-    value = _attr(1, key)                       # NFTA_DATA_VALUE
-    elem = _attr(1, value, nested=True)         # NFTA_SET_ELEM_KEY
-    body += _attr(3, _attr(1, elem, nested=True), nested=True)  # LIST_ELEMENTS > LIST_ELEM
+    body += attr(1, table.encode() + b"\0") + attr(2, set_name.encode() + b"\0")
+    value = attr(1, key)                          # NFTA_DATA_VALUE
+    elem = attr(1 | NLA_F_NESTED, value)          # NFTA_SET_ELEM_KEY
+    body += attr(3 | NLA_F_NESTED, attr(1 | NLA_F_NESTED, elem))  # LIST_ELEMENTS > ELEM
     if _nfnl is None:
         _nfnl = RtnlSocket(NETLINK_NETFILTER)
     try:
@@ -170,8 +169,3 @@ def element_present(family: str, table: str, set_name: str, key: bytes) -> bool:
     return any(mtype == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
                for mtype, _payload in answer)
 
-
-def _attr(kind: int, payload: bytes, nested: bool = False) -> bytes:
-    length = 4 + len(payload)
-    head = struct.pack("=HH", length, kind | (NLA_F_NESTED if nested else 0))
-    return head + payload + b"\0" * (-length % 4)

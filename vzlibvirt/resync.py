@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from vzlibvirt.contract import ROUTE_PROTOCOL
 from vzlibvirt.entries import Address, Entry, LinkUp, ProxyNeighbour, Route
+from vzlibvirt.kernel_tables import KernelTables, TableEvents
 from vzlibvirt.state import DomainRecord, RecordIndex, StateStore
 
 if TYPE_CHECKING:
@@ -58,16 +59,14 @@ class Memory:
     wanted: list[str] = field(default_factory=list)  # the tables those checks read
     clean: dict[str, bytes] = field(default_factory=dict)
     checked: int = 0
-    kt: object | None = None
-    events: object | None = None
+    kt: KernelTables | None = None
+    events: TableEvents | None = None
     # the wired records as of the index's generation: an index that did not change
     # since the last pass is not listed and compared again (10,000 records)
     seen: tuple[RecordIndex, int] | None = None  # (the index, its generation)
     records: list[DomainRecord] = field(default_factory=list)
 
-    def tables(self):
-        from vzlibvirt.kernel_tables import KernelTables, TableEvents
-
+    def tables(self) -> KernelTables:
         if self.kt is None:
             self.events = TableEvents()  # before the first dump: nothing falls between
             self.kt = KernelTables()
@@ -79,10 +78,10 @@ class Memory:
         return self.events is not None and self.events.quiet()
 
     def close(self) -> None:
-        if self.kt is not None:
-            self.kt.close()
-            self.events.close()
-            self.kt = self.events = None
+        for held in (self.kt, self.events):
+            if held is not None:
+                held.close()
+        self.kt = self.events = None
 
     def update(self, records: list[DomainRecord]) -> bool:
         """Bring the checks up to RECORDS; whether any changed."""
@@ -187,7 +186,7 @@ def _checks(record: DomainRecord) -> Checks:
 class _Tables(dict):
     """A kernel table's dump, read the first time a check asks for it."""
 
-    def __init__(self, kt) -> None:
+    def __init__(self, kt: KernelTables) -> None:
         super().__init__()
         self.kt = kt
 

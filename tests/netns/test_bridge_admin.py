@@ -1,8 +1,9 @@
 """`vzlibvirt bridge create/delete` on the real kernel, in the test's host namespace.
 
-The uplink carries IPv4 (primary, secondary, labelled), IPv6, a default route for each
-family, an on-link IPv6 route and a route in another table, and a non-default MTU, so
-that "back exactly" covers every kind of thing the command moves.
+The uplink carries IPv4 (primary, secondary, labelled), IPv6 (one with a flag past the
+header's 8 bits), a default route for each family, an on-link IPv6 route, routes in
+other tables (one numbered past 255) and a non-default MTU, so that "back exactly"
+covers every kind of thing the command moves.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def uplink(topo):
     topo.ip(h, "-6", "route", "add", "default", "via", "2001:db8:100::1")
     topo.ip(h, "-6", "route", "add", "2001:db8:200::/48", "via", "fe80::1", "dev", "enp0s5",
             "onlink")
+    topo.ip(h, "-6", "addr", "add", "2001:db8:300::5/64", "dev", "enp0s5", "noprefixroute",
+            "nodad")
+    topo.ip(h, "route", "add", "203.0.113.64/26", "via", "198.51.100.9", "table", "1000",
+            "proto", "static")
     return "enp0s5"
 
 
@@ -61,6 +66,7 @@ def test_create_then_delete_restores_exactly(topo, vz, uplink):
     assert r.rc == 0, r.stderr
     br = _link(topo, "br0")
     assert br["mtu"] == 1400 and br["address"] == up["address"]
+    assert br["linkinfo"]["info_data"]["stp_state"] == 0
     assert topo.link_master(topo.host, "enp0s5") == "br0"
     addrs = topo.ip(topo.host, "-o", "addr", "show", "dev", "br0")
     for a in ("198.51.100.2/24", "198.51.100.3/24", "203.0.113.5/24", "2001:db8:100::2/64"):
@@ -70,6 +76,9 @@ def test_create_then_delete_restores_exactly(topo, vz, uplink):
     assert "default via 198.51.100.1 dev br0" in topo.ip(topo.host, "route")
     assert "default via 2001:db8:100::1 dev br0" in topo.ip(topo.host, "-6", "route")
     assert "dev br0" in topo.ip(topo.host, "route", "show", "table", "100")
+    assert "dev br0 proto static" in topo.ip(topo.host, "route", "show", "table", "1000")
+    six = topo.ip(topo.host, "-6", "-o", "addr", "show", "dev", "br0")
+    assert "2001:db8:300::5/64" in six and "noprefixroute" in six
     assert topo.ping(topo.lan, "198.51.100.2") and topo.ping(topo.lan, "2001:db8:100::2")
 
     r = vz.run("bridge", "delete", "br0", ns=topo.host)
@@ -158,6 +167,13 @@ def test_refusals(topo, vz, uplink):
     _refused(run("create", "br0", "--uplink", "nope0"), "uplink nope0 does not exist")
     _refused(run("create", "bad/name"), "not a valid interface name")
     assert snapshot(topo) == before
+    topo.ip(topo.host, "route", "add", "203.0.113.192/26", "nexthop", "via", "198.51.100.1",
+            "dev", "enp0s5", "nexthop", "via", "198.51.100.9", "dev", "enp0s5")
+    multipath = snapshot(topo)
+    _refused(run("create", "br0", "--uplink", "enp0s5"),
+             "multipath route to 203.0.113.192/26")
+    assert snapshot(topo) == multipath
+    topo.ip(topo.host, "route", "del", "203.0.113.192/26")
 
     assert run("create", "br0", "--uplink", "enp0s5").rc == 0
     created = snapshot(topo)
