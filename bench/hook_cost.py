@@ -14,8 +14,9 @@ and the agent's rounds alternate, so a busy moment of the machine hits both; for
 agent it counts the rounds whose `stopped` still found the guest's record: the agent
 had not yet unwired the gone device, so the shim passed the call on); then the
 agent's resident memory and its CPU while idle. It also
-times `reconcile` of the filler guests and how soon the agent has every proxy entry back
-after the uplink comes up. Figures are printed,
+times `reconcile` of the filler guests, how soon the agent has every proxy entry back
+after the uplink comes up, and the `reconnect` hooks of 1,000 of them (a libvirtd start
+calls one per running guest before it serves). Figures are printed,
 never asserted.
 """
 
@@ -39,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from bench.benchlib import wire_routed_fillers  # noqa: E402
 
 GUEST_IP = "198.51.100.250"
+RECONNECTS = 1000  # guests whose `reconnect` hook is timed, as a libvirtd start calls it
 SHELL_HOOK = """#!/bin/sh
 # the bare shell hook: routed wiring of one IP with ip/sysctl, nothing else
 DEV=vnb0 IP=@IP@
@@ -116,6 +118,11 @@ def report(res: dict) -> None:
                       ("republish_s", "agent: uplink up -> all {} guests' proxy entries back")):
         if key in res:
             print(f"{text.format(res.get('fillers', '?'))}: {res[key]:.3f} s")
+    if "reconnect_s" in res:
+        n = res["reconnected"]
+        print(f"agent: `reconnect` of {n} wired guests one after another (what a libvirtd "
+              f"start adds): {res['reconnect_s']:.3f} s, "
+              f"{res['reconnect_s'] / n * 1000:.2f} ms each")
 
 
 # ---- inside the host namespace ---------------------------------------------------------
@@ -177,7 +184,7 @@ def _inner(args, work: Path) -> int:
         print(f"{n} guests: {row}", file=sys.stderr)
     if fillers:
         res["fillers"] = len(fillers)
-        res.update(reconcile_and_republish(config, sock, fillers))
+        res.update(reconcile_and_republish(config, sock, fillers, ([str(shim)], env_cfg)))
     print(json.dumps(res))
     return 0
 
@@ -244,7 +251,8 @@ def start_agent(config: Path, sock: Path):
     return Resident.start(VzCli(config), "agent", log=config.with_name("agent.log"), sock=sock)
 
 
-def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> dict:
+def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes],
+                            hook: tuple[list[str], dict[str, str]]) -> dict:
     from pyroute2 import IPRoute
 
     from vzlibvirt.config import load_config
@@ -278,9 +286,30 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes]) -> d
                     raise SystemExit("the agent did not re-publish within 30 s")
                 time.sleep(0.005)
             out["republish_s"] = time.perf_counter() - t0
+        out.update(reconnect_storm(fillers[:RECONNECTS], *hook))
     finally:
         agent.stop(timeout=10)
     return out
+
+
+def reconnect_storm(xmls: list[bytes], cmd: list[str], env: dict[str, str]) -> dict:
+    """What a libvirtd start adds with that many running guests: it calls the
+    `reconnect` hook of each, one after another, before it serves (LXC and QEMU both),
+    and ours re-wires the guest (nothing to add on a whole host) through the agent."""
+    from vzlibvirt.lab.runner import LIBVIRT_ENV
+
+    want = _proxy_count()
+    t0 = time.perf_counter()
+    for x in xmls:
+        name = re.search(rb"<name>([^<]+)</name>", x).group(1).decode()
+        p = subprocess.run([*cmd, name, "reconnect", "begin", "-"], input=x,
+                           env={**LIBVIRT_ENV, **env}, capture_output=True)
+        if p.returncode != 0:
+            raise SystemExit(f"reconnect {name}: rc={p.returncode} {p.stderr.decode()}")
+    took = time.perf_counter() - t0
+    if _proxy_count() != want:
+        raise SystemExit("the reconnect calls changed the host's proxy entries")
+    return {"reconnect_s": took, "reconnected": len(xmls)}
 
 
 def _proxy_count() -> int:
