@@ -44,7 +44,6 @@ from vzlibvirt.rtnl import (
 )
 
 HOST_PREFIXES = (32, 128)
-_FAMILIES = {4: socket.AF_INET, 16: socket.AF_INET6}
 Message = tuple[bytes, int, int]  # (buffer, payload offset, payload end)
 
 
@@ -88,9 +87,9 @@ def address_key(data: bytes, off: int, end: int) -> tuple[int, str, int] | None:
 
 def proxy_key(data: bytes, off: int, end: int) -> tuple[str, int] | None:
     """(dst, ifindex) of a proxy-neighbour entry."""
-    _family, index, _state, flags, _type = NDMSG.unpack_from(data, off)
+    family, index, _state, flags, _type = NDMSG.unpack_from(data, off)
     dst = attrs(data, off + NDMSG.size, end).get(NDA_DST) if flags & NTF_PROXY else None
-    return None if dst is None else (socket.inet_ntop(_FAMILIES[len(dst)], dst), index)
+    return None if dst is None else (socket.inet_ntop(family, dst), index)
 
 
 class KernelTables:
