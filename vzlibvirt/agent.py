@@ -27,8 +27,16 @@ from pathlib import Path
 from vzlibvirt import hook as hookmod
 from vzlibvirt import netdev, ra, singleton
 from vzlibvirt.config import Config, config_path, load_config
-from vzlibvirt.contract import MAX_XML_BYTES, decode, encode, recv_all
+from vzlibvirt.contract import (
+    DOMAIN_DRIVERS,
+    MAX_XML_BYTES,
+    decode,
+    encode,
+    following_path,
+    recv_all,
+)
 from vzlibvirt.errors import EXIT_OK, VzError
+from vzlibvirt.fsutil import atomic_write
 from vzlibvirt.link_events import RCVBUF_START, LinkTracker, LinkWatch, LinkWork, Overflow
 from vzlibvirt.service import exec_command, run_foreground
 from vzlibvirt.state import RecordIndex, StateStore
@@ -71,6 +79,7 @@ class Agent:
         except singleton.AlreadyRunning as exc:
             raise AgentBusy(f"another agent (pid {exc.pid}) already serves "
                             f"{self.store.root}") from None
+        self._unfollow()  # a crashed agent's: its pid may be another process's by now
 
     def listen(self) -> None:
         path = self.socket_path
@@ -128,6 +137,7 @@ class Agent:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         if self._lock_fd is not None:
+            self._unfollow()  # the hooks re-apply at `reconnect` again
             os.close(self._lock_fd)
             self._lock_fd = None
         log.info("agent %d stopped", os.getpid())
@@ -207,12 +217,24 @@ class Agent:
         events = LibvirtEvents(self.config.agent.connect, Handlers(
             apply=self._event_apply, stopped=self._event_stopped,
             reconcile=self._event_reconcile, publish=self._event_publish,
-            withdraw=self._event_withdraw, booted=self._event_booted), self.stopping,
+            withdraw=self._event_withdraw, booted=self._event_booted,
+            following=self._event_following), self.stopping,
             held=self.resources.held)
         # a migration's destination holds the LAN back until the resumed event
         self.resources.follows_events = True
         events.start()
         return events
+
+    def _event_following(self, driver: str) -> None:
+        """Connected to libvirt for DRIVER: the shim may now leave `reconnect` to us (we
+        reconcile every running domain each time libvirtd serves again), while we live."""
+        path = following_path(self.store.root, driver)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(path, f"{os.getpid()}\n".encode())
+
+    def _unfollow(self) -> None:
+        for driver in DOMAIN_DRIVERS:
+            following_path(self.store.root, driver).unlink(missing_ok=True)
 
     def _event_booted(self, dom, data: bytes) -> None:
         """A container started: its routed IPv6 addresses out of duplicate address

@@ -31,7 +31,7 @@ MARKER = "# vzlibvirt-hook-shim"
 CLIENT = Path(__file__).with_name("hookclient.py")
 # the same client in Perl builtins, which starts four times faster (docs/performance.md)
 PERL_CLIENT = Path(__file__).with_name("data") / "hookclient.pl"
-# the template's `@{domain` ... `@}` lines: kept for qemu/lxc, dropped for network
+# the template's `@{domain` ... `@}` sections: kept for qemu/lxc, dropped for network
 _DOMAIN_SECTION = re.compile(r"^@\{domain\n(.*?)^@\}\n", re.M | re.S)
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
@@ -68,6 +68,8 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
         "FILTER_OPS": "|".join(op for op in contract.FILTER_OPS
                                if op not in contract.PYTHON_OPS[driver]),
         "STOP_OPS": "|".join(contract.STOP_OPS),
+        "RECONCILED_OPS": "|".join(contract.AGENT_RECONCILED_OPS),
+        "FOLLOWING": shlex.quote(str(contract.following_path(Path(state_dir), driver))),
         "GATED": "".join(f"    {op}) [ -e {shlex.quote(path)} ] || exit 0 ;;\n"
                          for op, path in contract.GATED_OPS.get(driver, {}).items()),
         **_record_path_parts(Path(state_dir), driver),

@@ -60,6 +60,8 @@ class Handlers:
     publish: Callable[[str, bytes, bool], None]  # driver, live XML, only if held back
     withdraw: Callable[[str], None]  # state key
     booted: Callable[[object, bytes], None] | None = None  # a started container, live XML
+    # connected to a URI of this driver: from now on every reconnection reconciles it
+    following: Callable[[str], None] | None = None
 
 
 OWNER_RETRY_S = 1.0  # libvirt may record a hot-plugged device in the XML after it exists
@@ -137,6 +139,8 @@ class LibvirtEvents:
             self.connected[uri].set()
             log.info("following libvirt events on %s", uri)
             self.jobs.put(Job(uri, "reconcile"))
+            if self.handlers.following is not None:
+                self.handlers.following(driver_of(uri))
             while not closed.wait(HELD_CHECK_S):
                 if self.stopping.is_set():
                     break

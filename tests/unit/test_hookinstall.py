@@ -172,6 +172,47 @@ def test_shim_finds_the_uuid_without_a_final_newline(driver, xml, tmp_path, fake
         assert r.stdout == f"{UUID}|-S -E {hi.CLIENT} {driver} dom1 {op} end -"
 
 
+@pytest.mark.parametrize("driver", ["qemu", "lxc"])
+def test_shim_leaves_reconnect_to_a_living_agent_that_follows_the_driver(driver, tmp_path,
+                                                                         fake_python):
+    """After a libvirtd restart the agent that follows the driver's libvirt events
+    reconciles every running guest; the shim ends `reconnect` only while that agent
+    (its pid in following/<driver>) lives, else the hook re-applies as before."""
+    state = tmp_path / "state dir"
+    shim = tmp_path / "shim"
+    shim.write_text(hi.render(driver, str(fake_python), None, state_dir=str(state)))
+    shim.chmod(0o755)
+    following = contract.following_path(state, driver)
+    to_python = f"|-S -E {hi.CLIENT} {driver} dom1 reconnect begin -"
+
+    def reconnect(**env) -> str:
+        r = subprocess.run([str(shim), "dom1", "reconnect", "begin", "-"], input=XML,
+                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env})
+        assert (r.returncode, r.stderr) == (0, "")
+        return r.stdout
+
+    assert reconnect() == to_python  # no agent follows
+    assert reconnect(pid=str(os.getpid())) == to_python  # not from the environment
+    following.parent.mkdir(parents=True)
+    # empty, junk, and a pid past the kernel's largest (2^22): no process holds it
+    for text in ("", "x1\n", "../self\n", f"{2**22 + 1}\n"):
+        following.write_text(text)
+        assert reconnect() == to_python, text
+    following.write_text(f"{os.getpid()}\n")  # a living agent: Python never starts
+    assert reconnect() == ""
+    other = "lxc" if driver == "qemu" else "qemu"
+    contract.following_path(state, other).write_text(f"{os.getpid()}\n")
+    following.unlink()  # the other driver's agent does not count
+    assert reconnect() == to_python
+    for op in contract.PYTHON_OPS[driver]:  # and no other operation is left to it
+        if op in contract.AGENT_RECONCILED_OPS:
+            continue
+        following.write_text(f"{os.getpid()}\n")
+        r = run_shim(hi.render(driver, str(fake_python), None, state_dir=str(state)),
+                     tmp_path, "dom1", op, "begin", "-")
+        assert r.stdout.endswith(f"{driver} dom1 {op} begin -"), op
+
+
 def test_shim_network_only_start(tmp_path, fake_python):
     text = hi.render("network", str(fake_python), None)
     r = run_shim(text, tmp_path, "default", "start", "begin", "-")
