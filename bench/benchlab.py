@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from xml.sax.saxutils import quoteattr as q
 
-from vzlibvirt.lab import guests
+from vzlibvirt.lab import daemon, guests
 from vzlibvirt.lab.lab import Lab
 from vzlibvirt.lab.lock import lab_lock
 from vzlibvirt.lab.settings import BRIDGE
@@ -58,3 +58,15 @@ def timed_start(lab: Lab, g: guests.Guest) -> float:
     t0 = time.monotonic()
     lab.start(g)
     return time.monotonic() - t0
+
+
+def restart_time(lab: Lab, timeout: float = 1800) -> dict[str, float]:
+    """libvirtd killed and started again: the kill (SIGTERM until it is gone) and the
+    start (until both drivers answer: libvirt re-applies every nwfilter binding and
+    runs the guests' `reconnect` hooks before it serves), in seconds."""
+    anchor = daemon.read_pid(lab.paths, "virtlogd")
+    t0 = time.monotonic()
+    daemon.stop_libvirtd(lab.paths)
+    t1 = time.monotonic()
+    daemon.start_daemons(lab.paths, anchor, timeout=timeout)
+    return {"stop": t1 - t0, "start": time.monotonic() - t1}

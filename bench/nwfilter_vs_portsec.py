@@ -39,7 +39,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.benchlab import define, guest_xml, lab_session, plain, timed_start  # noqa: E402
+from bench.benchlab import (  # noqa: E402
+    define,
+    guest_xml,
+    lab_session,
+    plain,
+    restart_time,
+    timed_start,
+)
 from bench.benchlib import (  # noqa: E402
     CpuSample,
     bridged_filler_xml,
@@ -49,7 +56,6 @@ from bench.benchlib import (  # noqa: E402
     runs_text,
     wire_domains,
 )
-from vzlibvirt.lab import daemon  # noqa: E402
 from vzlibvirt.lab.guests import Guest  # noqa: E402
 from vzlibvirt.lab.lab import Lab  # noqa: E402
 from vzlibvirt.lab.runner import in_netns  # noqa: E402
@@ -172,18 +178,6 @@ def arp_cpu(lab: Lab, rate: float, seconds: float) -> dict[str, float]:
     # what X got out (a full queue towards the host refuses the rest)
     return {**{k: busy[k] - idle[k] for k in busy},
             "sent_per_s": json.loads(out.splitlines()[-1])["sent"] / seconds}
-
-
-def restart_time(lab: Lab) -> dict[str, float]:
-    """libvirtd killed and started again: the kill (SIGTERM until it is gone) and the
-    start (until both drivers answer: libvirt re-applies every nwfilter binding and
-    runs our `reconnect` hook before it serves), in seconds."""
-    anchor = daemon.read_pid(lab.paths, "virtlogd")
-    t0 = time.monotonic()
-    daemon.stop_libvirtd(lab.paths)
-    t1 = time.monotonic()
-    daemon.start_daemons(lab.paths, anchor, timeout=1800)
-    return {"stop": t1 - t0, "start": time.monotonic() - t1}
 
 
 def ruleset_lines(lab: Lab) -> int:
