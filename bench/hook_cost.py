@@ -16,7 +16,10 @@ had not yet unwired the gone device, so the shim passed the call on); then the
 agent's resident memory and its CPU while idle. It also
 times `reconcile` of the filler guests, how soon the agent has every proxy entry back
 after the uplink comes up, and the `reconnect` hooks of 1,000 of them (a libvirtd start
-calls one per running guest before it serves). Figures are printed,
+calls one per running guest before it serves) as they run when the agent does not
+follow libvirt's events (here it has no libvirt: `[agent] connect = []`); when it
+does, the shim ends `reconnect` and bench/restart_guests.py times that in the lab.
+Figures are printed,
 never asserted.
 """
 
@@ -121,7 +124,8 @@ def report(res: dict) -> None:
     if "reconnect_s" in res:
         n = res["reconnected"]
         print(f"agent: `reconnect` of {n} wired guests one after another (what a libvirtd "
-              f"start adds): {res['reconnect_s']:.3f} s, "
+              f"start adds when the agent does not follow libvirt's events): "
+              f"{res['reconnect_s']:.3f} s, "
               f"{res['reconnect_s'] / n * 1000:.2f} ms each")
 
 
@@ -293,9 +297,10 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes],
 
 
 def reconnect_storm(xmls: list[bytes], cmd: list[str], env: dict[str, str]) -> dict:
-    """What a libvirtd start adds with that many running guests: it calls the
-    `reconnect` hook of each, one after another, before it serves (LXC and QEMU both),
-    and ours re-wires the guest (nothing to add on a whole host) through the agent."""
+    """What a libvirtd start adds with that many running guests when the agent does not
+    follow libvirt's events: libvirt calls the `reconnect` hook of each, one after
+    another, before it serves (LXC and QEMU both), and ours re-wires the guest (nothing
+    to add on a whole host) through the agent."""
     from vzlibvirt.lab.runner import LIBVIRT_ENV
 
     want = _proxy_count()
