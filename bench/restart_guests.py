@@ -86,11 +86,13 @@ class Guests:
     def remove(self) -> None:
         """Destroy and undefine them through the API (`lab down` takes a virsh each)."""
         self.connect()  # the one before the last restart is gone
-        for i in sorted(self.ours):
+        for n, i in enumerate(sorted(self.ours), 1):
             dom = self.conn.lookupByName(name(i))
             if dom.isActive():
                 dom.destroy()
             dom.undefine()
+            if n % 100 == 0:
+                print(f"  {n} of {len(self.ours)} removed", file=sys.stderr, flush=True)
         self.ours.clear()
 
     def running(self) -> int:
