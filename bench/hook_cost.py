@@ -193,21 +193,35 @@ def _inner(args, work: Path) -> int:
     return 0
 
 
-def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
+Hook = tuple[list[str], dict[str, str]]  # a hook's command, its environment beyond libvirt's
+
+
+def call_hook(hook: Hook, name: str, op: str, sub: str, xml: bytes):
+    """One call as libvirt makes it: XML on stdin, libvirt's minimal environment."""
+    from vzlibvirt.lab.runner import LIBVIRT_ENV
+
+    cmd, extra_env = hook
+    p = subprocess.run([*cmd, name, op, sub, "-"], input=xml,
+                       env={**LIBVIRT_ENV, **extra_env}, capture_output=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} {name} {op}: rc={p.returncode} {p.stderr.decode()}")
+    return p
+
+
+def measure(variants: dict[str, Hook], xml: bytes,
             rounds: int, record: Path) -> dict[str, tuple[float, dict[str, float], int]]:
     """{variant: (median time of the five calls, {call: its median}) in ms, and the
     number of timed rounds whose `stopped` found RECORD (the guest's state record) still
     there}, the variants' rounds alternating; each variant is (command, environment
     beyond libvirt's). Between `started` and `stopped` the guest's device is deleted,
     untimed, as libvirt does (the tap / veth is gone when `stopped` runs)."""
-    from vzlibvirt.lab.runner import LIBVIRT_ENV, LIFE
+    from vzlibvirt.lab.runner import LIFE
 
     totals: dict[str, list[float]] = {v: [] for v in variants}
     calls = {v: {op: [] for op, _sub in LIFE} for v in variants}
     found = dict.fromkeys(variants, 0)
     for n in range(rounds + 1):
-        for variant, (cmd, extra_env) in variants.items():
-            env = {**LIBVIRT_ENV, **extra_env}
+        for variant, hook in variants.items():
             _sh("ip", "link", "add", "vnb0", "type", "veth", "peer", "name", "vnbp0")
             total = 0.0
             for op, sub in LIFE:
@@ -215,13 +229,10 @@ def measure(variants: dict[str, tuple[list[str], dict[str, str]]], xml: bytes,
                     _sh("ip", "link", "del", "vnb0")
                     found[variant] += n > 0 and record.exists()
                 t0 = time.perf_counter()
-                p = subprocess.run([*cmd, "bench", op, sub, "-"], input=xml, env=env,
-                                   capture_output=True)
+                call_hook(hook, "bench", op, sub, xml)
                 took = time.perf_counter() - t0
                 total += took
                 calls[variant][op].append(took)
-                if p.returncode != 0:
-                    raise SystemExit(f"{cmd[0]} {op}: rc={p.returncode} {p.stderr.decode()}")
             totals[variant].append(total)
     # the first round warms caches
     return {v: (statistics.median(totals[v][1:]) * 1000,
@@ -256,7 +267,7 @@ def start_agent(config: Path, sock: Path):
 
 
 def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes],
-                            hook: tuple[list[str], dict[str, str]]) -> dict:
+                            hook: Hook) -> dict:
     from pyroute2 import IPRoute
 
     from vzlibvirt.config import load_config
@@ -290,27 +301,22 @@ def reconcile_and_republish(config: Path, sock: Path, fillers: list[bytes],
                     raise SystemExit("the agent did not re-publish within 30 s")
                 time.sleep(0.005)
             out["republish_s"] = time.perf_counter() - t0
-        out.update(reconnect_storm(fillers[:RECONNECTS], *hook))
+        out.update(reconnect_storm(fillers[:RECONNECTS], hook))
     finally:
         agent.stop(timeout=10)
     return out
 
 
-def reconnect_storm(xmls: list[bytes], cmd: list[str], env: dict[str, str]) -> dict:
+def reconnect_storm(xmls: list[bytes], hook: Hook) -> dict:
     """What a libvirtd start adds with that many running guests when the agent does not
     follow libvirt's events: libvirt calls the `reconnect` hook of each, one after
     another, before it serves (LXC and QEMU both), and ours re-wires the guest (nothing
     to add on a whole host) through the agent."""
-    from vzlibvirt.lab.runner import LIBVIRT_ENV
-
     want = _proxy_count()
     t0 = time.perf_counter()
     for x in xmls:
         name = re.search(rb"<name>([^<]+)</name>", x).group(1).decode()
-        p = subprocess.run([*cmd, name, "reconnect", "begin", "-"], input=x,
-                           env={**LIBVIRT_ENV, **env}, capture_output=True)
-        if p.returncode != 0:
-            raise SystemExit(f"reconnect {name}: rc={p.returncode} {p.stderr.decode()}")
+        call_hook(hook, name, "reconnect", "begin", x)
     took = time.perf_counter() - t0
     if _proxy_count() != want:
         raise SystemExit("the reconnect calls changed the host's proxy entries")

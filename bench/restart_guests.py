@@ -109,9 +109,9 @@ def mem_available() -> int:
 
 def reconciled(lab: Lab) -> list[tuple[int, int]]:
     """(domains, changes) of each lxc reconcile the agent logged."""
-    log = lab.paths.lab("log") / "agent.log"
     return [(int(m[1]), int(m[2])) for m in re.finditer(
-        r"reconciled (\d+) running lxc domains \((\d+) changes\)", log.read_text())]
+        r"reconciled (\d+) running lxc domains \((\d+) changes\)",
+        lab.paths.agent_log.read_text())]
 
 
 def qemu_caps(lab: Lab) -> dict[str, float]:

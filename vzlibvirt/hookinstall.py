@@ -64,7 +64,9 @@ def render(driver: str, python: str, config: str | None, agent_socket: str | Non
     values = {
         "DRIVER": driver,
         "ENV": env,
-        "OPS": "|".join(contract.PYTHON_OPS[driver]),
+        # the agent-reconciled ones have a branch of their own, before this one
+        "OPS": "|".join(op for op in contract.PYTHON_OPS[driver]
+                        if op not in contract.AGENT_RECONCILED_OPS),
         "FILTER_OPS": "|".join(op for op in contract.FILTER_OPS
                                if op not in contract.PYTHON_OPS[driver]),
         "STOP_OPS": "|".join(contract.STOP_OPS),

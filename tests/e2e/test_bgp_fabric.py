@@ -161,7 +161,7 @@ def test_routed_vm_live_migrated_a_to_b_the_router_follows(labs, fabric, guests_
     assert result.ok, result.error
     assert result.downtime_ms is not None
     for h in labs.hosts:  # shown when the test fails: who published and withdrew what
-        log = h.paths.lab("log") / "agent.log"
+        log = h.paths.agent_log
         print(f"--- {h.host.hostname} agent.log (tail)\n"
               + (log.read_text(errors="replace")[-2000:] if log.exists() else "(none)"))
         print(f"--- {h.host.hostname} hook calls of {g.name}: "

@@ -153,7 +153,7 @@ def test_set_refusals_change_nothing(lab, run_guests):
         assert host_routes(lab) == routes and proxies(lab) == proxy
     assert inside_addrs(lab, CT) == {CT.ips[0]}
     # the same refused change made with virsh alone: the agent logs the line, applies nothing
-    log = lab.paths.root / "log" / "agent.log"
+    log = lab.paths.agent_log
     meta = (f"<network><interface mac='{CT.mac}' mode='routed'>"
             f"<ip address='{HOST_IP4.split('/')[0]}'/></interface></network>")
     lab.virsh("lxc", "metadata", CT.name, XMLNS, "--key", "vz", "--live", "--set", meta)
@@ -250,7 +250,7 @@ def test_hotplug_vm(lab, run_guests, order):
 
 def test_agent_follows_libvirtd_restart(lab, run_guests):
     run_guests(CT)
-    log = lab.paths.root / "log" / "agent.log"
+    log = lab.paths.agent_log
     uri = lab.paths.uri("lxc")
     follows = log.read_text().count(f"following libvirt events on {uri}")
     lab.restart_libvirtd()

@@ -58,7 +58,7 @@ def assert_moved(labs: TwoHostLab, g: Guest, new: Lab) -> None:
 
 def agent_log_tail(host: Lab, lines: int = 15) -> str:
     try:
-        text = (host.paths.lab("log") / "agent.log").read_text(errors="replace")
+        text = host.paths.agent_log.read_text(errors="replace")
     except OSError:
         return "(no agent log)"
     return "\n".join(text.splitlines()[-lines:])

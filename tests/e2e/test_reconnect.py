@@ -14,8 +14,7 @@ from vzlibvirt.lab.guests import SEED_CONTAINERS, SEED_VMS
 
 
 def _reconciled(lab) -> list[str]:
-    log = lab.paths.lab("log") / "agent.log"
-    return [ln for ln in log.read_text().splitlines() if " reconciled " in ln]
+    return [ln for ln in lab.paths.agent_log.read_text().splitlines() if " reconciled " in ln]
 
 
 def _following(lab, driver: str) -> str:

@@ -41,7 +41,7 @@ def running(paths: LabPaths) -> int | None:
 
 
 def start(paths: LabPaths, python: str, timeout: float = 15) -> int:
-    agent = Resident.start(cli(paths, python), "agent", log=paths.lab("log") / "agent.log",
+    agent = Resident.start(cli(paths, python), "agent", log=paths.agent_log,
                            sock=socket_path(paths), timeout=timeout, new_session=True)
     pidfile(paths).write_text(str(agent.pid))
     return agent.pid

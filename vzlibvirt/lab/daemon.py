@@ -212,7 +212,7 @@ def wait_ready(paths: LabPaths, timeout: float = 90) -> None:
         time.sleep(0.2)
     tail = ""
     for log in (paths.lab("log") / "daemons.out", paths.lab("log") / "libvirtd.log",
-                paths.lab("log") / "agent.log", paths.root / "hook-calls.log"):
+                paths.agent_log, paths.root / "hook-calls.log"):
         name = log.name
         if log.exists():
             tail += f"--- {name}\n" + log.read_text()[-1500:]

@@ -117,6 +117,7 @@ class LabPaths:
     config = _under("vzlibvirt.toml")
     record = _under("lab.json")  # what `up` made (pids, mount points), read by `down`
     hooklog = _under("hook-calls.log")
+    agent_log = _under("log", "agent.log")  # the lab agent's output (lab/agent.py)
     socket = _under("run", "libvirt-sock")
 
     def uri(self, driver: str) -> str:
