@@ -5,8 +5,6 @@ agent's libvirt connection surviving a libvirtd restart."""
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import time
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from tests.e2e.helpers import host_routes, proxies, wait_for
 from vzlibvirt.contract import XMLNS
 from vzlibvirt.lab.guests import Guest
+from vzlibvirt.lab.pingloop import PingLoop
 from vzlibvirt.lab.runner import Result
 from vzlibvirt.lab.settings import HOST_IP4, NEIGH_DEV, X_IP4
 
@@ -26,28 +25,19 @@ def vz(lab, *args: str) -> Result:
     return lab.vz().run(*args, timeout=120)
 
 
-class PingLoop:
-    """Computer X pings an address every 0.1 s in the background; lost() at the end."""
+def ping_loop(lab, ip: str) -> PingLoop:
+    """Computer X pings IP every 0.1 s in the background; stop().unanswered() at the end."""
+    loop = PingLoop(lab.topo.lan, ip, interval_ms=100)
+    time.sleep(0.5)
+    return loop
 
-    IN_FLIGHT = 10  # the last second's requests may still be on their way when it stops
 
-    def __init__(self, lab, ip: str):
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", "vzlab-lan", "ping", "-n", "-i", "0.1", "-W", "1", ip],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.5)
-
-    def lost(self) -> tuple[list[int], int]:
-        """(sequence numbers without a reply, how many were judged)."""
-        time.sleep(1)
-        self.proc.send_signal(2)
-        out = self.proc.communicate(timeout=10)[0]
-        m = re.search(r"(\d+) packets transmitted", out)
-        assert m, out
-        judged = int(m.group(1)) - self.IN_FLIGHT
-        got = {int(n) for n in re.findall(r"icmp_seq=(\d+)", out)}
-        assert judged > 10, out
-        return sorted(set(range(1, judged + 1)) - got), judged
+def lost_pings(loop: PingLoop) -> tuple[list[int], int]:
+    """(sequence numbers without a reply, how many were judged), a second from now."""
+    time.sleep(1)
+    loss = loop.stop()
+    assert loss.judged() > 10, loss.describe()
+    return loss.unanswered(), loss.judged()
 
 
 def first_reply(lab, ip: str, limit: float = 5.0) -> float | None:
@@ -74,7 +64,7 @@ def test_set_ipadd_ipdel_on_a_running_container(lab, run_guests):
     run_guests(CT)
     pid = lab.container_pid(CT)
     dev = lab.host_dev(CT)
-    loop = PingLoop(lab, CT.ips[0])
+    loop = ping_loop(lab, CT.ips[0])
 
     r = vz(lab, "set", CT.name, "--ipadd", NEW, "--connect", lab.paths.uri("lxc"))
     assert r.rc == 0, r.stderr
@@ -95,7 +85,7 @@ def test_set_ipadd_ipdel_on_a_running_container(lab, run_guests):
     assert inside_addrs(lab, CT) == {CT.ips[0]}
     assert host_routes(lab).get(CT.ips[0]) == dev and (CT.ips[0], NEIGH_DEV) in proxies(lab)
     assert not lab.ping_from_x(NEW)
-    lost, sent = loop.lost()
+    lost, sent = lost_pings(loop)
     assert not lost, f"the first IP lost pings {lost} of {sent} during set"
     assert lab.container_pid(CT) == pid
 
@@ -118,7 +108,7 @@ def test_set_on_a_running_vm_host_side(lab, run_guests):
     assert lab.wait_console(vm, "VZLAB-READY", 120)
     dev = lab.host_dev(vm)
     assert wait_for(lambda: lab.ping_from_x(vm.ips[1]), 15)
-    loop = PingLoop(lab, vm.ips[0])
+    loop = ping_loop(lab, vm.ips[0])
 
     r = vz(lab, "set", vm.name, "--ipdel", vm.ips[1], "--connect", lab.paths.uri("qemu"))
     assert r.rc == 0, r.stderr
@@ -130,7 +120,7 @@ def test_set_on_a_running_vm_host_side(lab, run_guests):
     took = first_reply(lab, vm.ips[1])
     assert took is not None and took < 1.0, f"X reached {vm.ips[1]} after {took} s"
     assert host_routes(lab).get(vm.ips[1]) == dev
-    lost, sent = loop.lost()
+    lost, sent = lost_pings(loop)
     assert not lost, f"the first IP lost pings {lost} of {sent} during set"
     inactive, live = domain_xmls(lab, vm)
     for doc in (inactive, live):  # libvirt keeps metadata as given: either quote style
