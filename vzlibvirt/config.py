@@ -209,6 +209,17 @@ def driver_of(uri: str) -> str:
     return scheme
 
 
+def _local_uri(uri: str, name: str) -> None:
+    """The agent wires this host for what it hears, and the hook shims leave `reconnect`
+    to it: its libvirtd must be this host's (a URI without a host part)."""
+    from urllib.parse import urlsplit
+
+    driver_of(uri)
+    if urlsplit(uri).netloc:
+        raise ValueError(f"'{name}.connect' URI {uri!r} names a host: the agent follows "
+                         f"this host's libvirtd ({driver_of(uri)}:///system)")
+
+
 def _agent(section: dict[str, Any], name: str) -> AgentConfig:
     _check_keys(section, name, AgentConfig)
     kw: dict[str, Any] = {}
@@ -222,7 +233,7 @@ def _agent(section: dict[str, Any], name: str) -> AgentConfig:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError(f"'{name}.connect' must be a list of libvirt URIs")
         for uri in value:
-            driver_of(uri)
+            _local_uri(uri, name)
         if len(set(value)) != len(value):
             raise ValueError(f"'{name}.connect' names a URI twice")
         kw["connect"] = tuple(value)

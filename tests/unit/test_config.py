@@ -97,6 +97,12 @@ dir = "/var/lib/vz"
     assert cfg.bridged.bridge == "vmbr1" and cfg.state.dir == Path("/var/lib/vz")
 
 
+def test_agent_connect_takes_local_uris_of_any_transport(tmp_path):
+    uris = ["qemu+unix:///system", "lxc:///system?socket=/run/lab/libvirt-sock"]
+    cfg = load_config(write(tmp_path, f"[agent]\nconnect = {uris!r}\n"))
+    assert cfg.agent.connect == tuple(uris)
+
+
 def test_neighbour_devs_all(tmp_path):
     assert load_config(write(tmp_path, '[routed]\nneighbour_devs = "all"')).routed \
         .neighbour_devs == "all"
@@ -169,6 +175,13 @@ def test_unknown_keys_are_named(tmp_path, text, key):
     ("bridged = 'br0'", "'bridged' must be a table"),
     ("state = []", "'state' must be a table"),
     ("[routed]\ngateway4 = 1979-05-27", "'routed.gateway4' must be str, not date"),
+    ("[agent]\nconnect = 'qemu:///system'", "'agent.connect' must be a list of libvirt URIs"),
+    ("[agent]\nconnect = ['xen:///system']", "unsupported connection URI 'xen:///system'"),
+    ("[agent]\nconnect = ['lxc:///system', 'lxc:///system']", "names a URI twice"),
+    ("[agent]\nconnect = ['qemu+ssh://root@h2/system']",
+     "'agent.connect' URI 'qemu+ssh://root@h2/system' names a host: the agent follows this "
+     "host's libvirtd (qemu:///system)"),
+    ("[agent]\nconnect = ['lxc://h2/system']", "names a host"),
 ])
 def test_wrong_types_and_values(tmp_path, text, reason):
     assert reason in refusal(tmp_path, text)
