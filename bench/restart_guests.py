@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.benchlab import lab_session, restart_time  # noqa: E402
 from bench.benchlib import load_text, med  # noqa: E402
+from vzlibvirt.agent import reconciles  # noqa: E402
 from vzlibvirt.lab import images  # noqa: E402
 from vzlibvirt.lab.domxml import bridged, domain_xml, lxc_boot  # noqa: E402
 from vzlibvirt.lab.lab import Lab  # noqa: E402
@@ -109,9 +109,7 @@ def mem_available() -> int:
 
 def reconciled(lab: Lab) -> list[tuple[int, int]]:
     """(domains, changes) of each lxc reconcile the agent logged."""
-    return [(int(m[1]), int(m[2])) for m in re.finditer(
-        r"reconciled (\d+) running lxc domains \((\d+) changes\)",
-        lab.paths.agent_log.read_text())]
+    return reconciles(lab.paths.agent_log.read_text(), "lxc")
 
 
 def qemu_caps(lab: Lab) -> dict[str, float]:

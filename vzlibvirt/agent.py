@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import socket
 import struct
 import threading
@@ -45,6 +46,14 @@ log = logging.getLogger("vzlibvirt.agent")
 MAX_REQUEST = MAX_XML_BYTES + (1 << 16)  # the XML limit plus room for the arguments
 INDEX_REFRESH_S = 2.0
 NEW_DEVICE_GRACE_S = 0.3  # a starting guest's hook wires its device within this
+# logged after each reconcile of a driver's running guests; benches and tests wait for it
+RECONCILED_LINE = "reconciled %d running %s domains (%d changes)"
+_RECONCILED = re.compile(r"reconciled (\d+) running (\w+) domains \((\d+) changes\)")
+
+
+def reconciles(log_text: str, driver: str) -> list[tuple[int, int]]:
+    """(domains, changes) of each reconcile of DRIVER's guests in an agent's log."""
+    return [(int(m[1]), int(m[3])) for m in _RECONCILED.finditer(log_text) if m[2] == driver]
 
 
 class AgentBusy(VzError):
@@ -330,8 +339,7 @@ class Agent:
         with self.work:
             lines = live.reconcile_driver(driver, xmls, self.config, self.store,
                                           self.resources.netlink)
-        log.info("reconciled %d running %s domains (%d changes)", len(xmls), driver,
-                 len(lines))
+        log.info(RECONCILED_LINE, len(xmls), driver, len(lines))
         for line in lines:
             log.info("%s", line)
 

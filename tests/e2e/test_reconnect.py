@@ -8,13 +8,16 @@ re-applies before libvirtd serves.
 from __future__ import annotations
 
 from tests.e2e.helpers import host_routes, proxies, wait_for
+from vzlibvirt.agent import reconciles
 from vzlibvirt.contract import following_path
 from vzlibvirt.lab import daemon
 from vzlibvirt.lab.guests import SEED_CONTAINERS, SEED_VMS
 
 
-def _reconciled(lab) -> list[str]:
-    return [ln for ln in lab.paths.agent_log.read_text().splitlines() if " reconciled " in ln]
+def _reconciled(lab) -> dict[str, int]:
+    """How many reconciles of each driver's guests the agent has logged."""
+    text = lab.paths.agent_log.read_text()
+    return {driver: len(reconciles(text, driver)) for driver in ("lxc", "qemu")}
 
 
 def _following(lab, driver: str) -> str:
@@ -33,7 +36,7 @@ def test_libvirtd_restart_keeps_wiring(lab, run_guests):
         assert wait_for(lambda d=driver: _following(lab, d) == agent, 10), driver
     routes, proxy = host_routes(lab), proxies(lab)
     old_pid = daemon.read_pid(lab.paths, "libvirtd")
-    reconciled = len(_reconciled(lab))
+    reconciled = _reconciled(lab)
     # damage the container's wiring: the agent's reconcile must make it whole again
     lab.in_host(["ip", "route", "del", ct.ips[0]])
     calls_before = len(lab.hook_calls())
@@ -46,7 +49,8 @@ def test_libvirtd_restart_keeps_wiring(lab, run_guests):
         assert any(f" {g.name} reconnect begin" in c for c in new_calls), new_calls
         assert lab.virsh(g.driver, "domstate", g.name).stdout.strip() == "running"
     # one reconcile per driver, once the agent is connected again
-    assert wait_for(lambda: len(_reconciled(lab)) >= reconciled + 2, 15), _reconciled(lab)
+    assert wait_for(lambda: all(n > reconciled[d] for d, n in _reconciled(lab).items()), 15), \
+        (reconciled, _reconciled(lab))
     assert wait_for(lambda: host_routes(lab) == routes, 10), host_routes(lab)
     assert proxies(lab) == proxy
     for g in (ct, vm):

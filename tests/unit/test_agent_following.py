@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from vzlibvirt.agent import Agent
+from vzlibvirt.agent import RECONCILED_LINE, Agent, reconciles
 from vzlibvirt.config import parse_config
 from vzlibvirt.contract import following_path
 
@@ -28,3 +28,11 @@ def test_agent_marks_the_drivers_it_follows_while_it_runs(tmp_path):
     finally:
         agent.close()
     assert not following_path(state, "qemu").exists()  # stopped: the hooks re-apply again
+
+
+def test_the_reconcile_log_line_reads_back_per_driver():
+    """Benches and e2e tests wait for this line: its reader keeps up with its format."""
+    text = "\n".join(["2026-12-01 agent: " + RECONCILED_LINE % (1000, "lxc", 0),
+                      RECONCILED_LINE % (2, "qemu", 1), RECONCILED_LINE % (999, "lxc", 3)])
+    assert reconciles(text, "lxc") == [(1000, 0), (999, 3)]
+    assert reconciles(text, "qemu") == [(2, 1)]
