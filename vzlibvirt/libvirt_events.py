@@ -46,7 +46,9 @@ from vzlibvirt.contract import XMLNS
 
 log = logging.getLogger("vzlibvirt.events")
 KEEPALIVE_S, KEEPALIVE_COUNT = 2, 3  # a dead libvirtd is noticed within ~6 s at worst
-BACKOFF_MAX_S = 5.0
+# the shims leave `reconnect` to the agent: it reconciles within a second of libvirtd
+# serving again; a refused connect costs well under a millisecond
+BACKOFF_MAX_S = 1.0
 HELD_CHECK_S = 1.0
 
 
