@@ -214,10 +214,10 @@ def _local_uri(uri: str, name: str) -> None:
     to it: its libvirtd must be this host's (a URI without a host part)."""
     from urllib.parse import urlsplit
 
-    driver_of(uri)
+    driver = driver_of(uri)
     if urlsplit(uri).netloc:
         raise ValueError(f"'{name}.connect' URI {uri!r} names a host: the agent follows "
-                         f"this host's libvirtd ({driver_of(uri)}:///system)")
+                         f"this host's libvirtd ({driver}:///system)")
 
 
 def _agent(section: dict[str, Any], name: str) -> AgentConfig:

@@ -69,13 +69,15 @@ def fake_python(tmp_path) -> Path:
     return py
 
 
-def run_shim(text: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run_shim(text: str, tmp_path: Path, *args: str,
+             **env: str) -> subprocess.CompletedProcess:
+    """The shim run as libvirt runs it (its environment, plus ENV) with ARGS."""
     shim = tmp_path / "shim"
     shim.write_text(text)
     shim.chmod(0o755)
-    env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}  # what libvirt gives
-    return subprocess.run([str(shim), *args], capture_output=True, text=True, env=env,
-                          input="<domain/>")
+    libvirt_env = {"PATH": "/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}  # what libvirt gives
+    return subprocess.run([str(shim), *args], capture_output=True, text=True,
+                          env={**libvirt_env, **env}, input="<domain/>")
 
 
 @pytest.fixture
@@ -179,15 +181,12 @@ def test_shim_leaves_reconnect_to_a_living_agent_that_follows_the_driver(driver,
     reconciles every running guest; the shim ends `reconnect` only while that agent
     (its pid in following/<driver>) lives, else the hook re-applies as before."""
     state = tmp_path / "state dir"
-    shim = tmp_path / "shim"
-    shim.write_text(hi.render(driver, str(fake_python), None, state_dir=str(state)))
-    shim.chmod(0o755)
+    text = hi.render(driver, str(fake_python), None, state_dir=str(state))
     following = contract.following_path(state, driver)
     to_python = f"|-S -E {hi.CLIENT} {driver} dom1 reconnect begin -"
 
-    def reconnect(**env) -> str:
-        r = subprocess.run([str(shim), "dom1", "reconnect", "begin", "-"], input=XML,
-                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env})
+    def reconnect(**env: str) -> str:
+        r = run_shim(text, tmp_path, "dom1", "reconnect", "begin", "-", **env)
         assert (r.returncode, r.stderr) == (0, "")
         return r.stdout
 
@@ -195,22 +194,20 @@ def test_shim_leaves_reconnect_to_a_living_agent_that_follows_the_driver(driver,
     assert reconnect(pid=str(os.getpid())) == to_python  # not from the environment
     following.parent.mkdir(parents=True)
     # empty, junk, and a pid past the kernel's largest (2^22): no process holds it
-    for text in ("", "x1\n", "../self\n", f"{2**22 + 1}\n"):
-        following.write_text(text)
-        assert reconnect() == to_python, text
+    for junk in ("", "x1\n", "../self\n", f"{2**22 + 1}\n"):
+        following.write_text(junk)
+        assert reconnect() == to_python, junk
     following.write_text(f"{os.getpid()}\n")  # a living agent: Python never starts
     assert reconnect() == ""
     other = "lxc" if driver == "qemu" else "qemu"
     contract.following_path(state, other).write_text(f"{os.getpid()}\n")
     following.unlink()  # the other driver's agent does not count
     assert reconnect() == to_python
+    following.write_text(f"{os.getpid()}\n")
     for op in contract.PYTHON_OPS[driver]:  # and no other operation is left to it
-        if op in contract.AGENT_RECONCILED_OPS:
-            continue
-        following.write_text(f"{os.getpid()}\n")
-        r = run_shim(hi.render(driver, str(fake_python), None, state_dir=str(state)),
-                     tmp_path, "dom1", op, "begin", "-")
-        assert r.stdout.endswith(f"{driver} dom1 {op} begin -"), op
+        if op not in contract.AGENT_RECONCILED_OPS:
+            r = run_shim(text, tmp_path, "dom1", op, "begin", "-")
+            assert r.stdout.endswith(f"{driver} dom1 {op} begin -"), op
 
 
 def test_shim_network_only_start(tmp_path, fake_python):
